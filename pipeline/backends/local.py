@@ -1,0 +1,56 @@
+"""The `local` backend: the embedded model, in process, no network and no key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from pipeline import embedded, frames
+from pipeline.errors import ModelNotAvailableError
+from pipeline.models import EMBEDDED
+from pipeline.models import embedded as embedded_model
+from pipeline.types import Chunk, ChunkResult, Concept, Frame, ModelInfo, to_ms
+
+BATCH = 8
+
+
+class LocalBackend:
+    """Samples each chunk on the whole video's grid, so the merged timeline is evenly spaced."""
+
+    name = "local"
+
+    def __init__(self, model: str, *, decode_threads: int = 0) -> None:
+        found = embedded_model(model)
+        if found is None:
+            raise ModelNotAvailableError(model, sorted(EMBEDDED))
+        self._model = found
+        self.model = ModelInfo(found.id, found.name)
+        self._decode_threads = decode_threads
+        self._classifier = embedded.shared(found)
+
+    def predict(self, chunk: Chunk, sample_ms: int) -> ChunkResult:
+        grid = frames.global_grid(chunk.start, chunk.end, sample_ms)
+        times = [to_ms(chunk.start + t) - chunk.start_ms for t in grid.times()]
+        decoded = frames.decode(chunk.path, grid, threads=self._decode_threads)
+        scores = np.concatenate(list(self._score(decoded)) or [np.zeros((0, 2))])
+        return ChunkResult(chunk.index, tuple(
+            Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)))
+
+    def _score(self, decoded: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        batch: list[np.ndarray] = []
+        for frame in decoded:
+            batch.append(frame)
+            if len(batch) == BATCH:
+                yield self._classifier.scores(batch)
+                batch = []
+        if batch:
+            yield self._classifier.scores(batch)
+
+    def _concepts(self, row: np.ndarray) -> tuple[Concept, ...]:
+        pairs = [Concept(cid, name, round(float(v), 6))
+                 for (cid, name), v in zip(self._model.concepts, row, strict=True)]
+        return tuple(sorted(pairs, key=lambda c: -c.value))
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,62 @@
+"""Model names: the aliases users type, Clarifai's public model ids, and the embedded models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Clarifai's public models (user "clarifai", app "main") by the alias users type.
+ALIASES: dict[str, str] = {
+    "general": "general-image-recognition",
+    "nsfw": "nsfw-recognition",
+    "food": "food-item-recognition",
+    "travel": "travel-recognition",
+    "wedding": "wedding-recognition",
+    "apparel": "apparel-recognition",
+}
+
+# The older hexadecimal ids of the same public models (the seed page's examples use these).
+LEGACY_IDS: dict[str, str] = {
+    "aaa03c23b3724a16a56b629203edc62c": "general",
+    "e9576d86d2004ed1a38ba0cf39ecb4b1": "nsfw",
+    "bd367be194cf45149e75f01d59f77ba7": "food",
+    "eee28c313d69466f836ab83287a54ed9": "travel",
+    "c386b7a870114f4a87477c0824499348": "wedding",
+    "e0be3b9d6a454f0493ac3a30784001ff": "apparel",
+}
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model that runs in process, answering as the Clarifai model it stands in for."""
+
+    alias: str
+    id: str
+    name: str
+    concepts: tuple[tuple[str, str], ...]  # (concept id, concept name), in model output order
+
+
+# open_nsfw outputs [sfw, nsfw]; the concept ids are those of Clarifai's NSFW model.
+NSFW = EmbeddedModel("nsfw", ALIASES["nsfw"], "nsfw-recognition",
+                     (("ai_RT20lm2Q", "sfw"), ("ai_KxzHKtPl", "nsfw")))
+EMBEDDED: dict[str, EmbeddedModel] = {"nsfw": NSFW}
+
+
+def alias_of(model: str) -> str | None:
+    """The alias for an alias, a Clarifai public model id or a legacy id; None if unknown."""
+    if model in ALIASES:
+        return model
+    for alias, model_id in ALIASES.items():
+        if model == model_id:
+            return alias
+    return LEGACY_IDS.get(model)
+
+
+def clarifai_model_id(model: str) -> str:
+    """What to send as model_id: an alias becomes Clarifai's id; anything else is sent as is."""
+    return ALIASES.get(model, model)
+
+
+def embedded(model: str) -> EmbeddedModel | None:
+    """The embedded model that answers for `model`, if there is one."""
+    alias = alias_of(model)
+    return EMBEDDED.get(alias) if alias else None

@@ -1,0 +1,161 @@
+"""Probe: what a file holds (through ffmpeg-python's ffprobe), parsed once into typed values."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Any
+
+import ffmpeg
+
+from pipeline import proc
+from pipeline.errors import FFmpegError, InputError
+from pipeline.types import Packet, PacketScan, StreamInfo, VideoInfo, to_ms
+
+# Containers that ffprobe reads as a single still image, not a video.
+_IMAGE_FORMATS = ("image2", "_pipe", "gif")
+
+
+def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInfo:
+    """Probe `path`; with `scan`, also read every video packet (and audio, to keep it)."""
+    _check_file(path)
+    try:
+        raw = ffmpeg.probe(path)
+    except ffmpeg.Error as exc:
+        raise InputError(path, _why_unreadable(exc.stderr)) from exc
+    info = _parse_info(path, raw)
+    if not scan:
+        return info
+    video = scan_packets(path, info.video)
+    audio = scan_packets(path, info.audio) if keep_audio and info.audio else ()
+    _check_complete(path, info.size_bytes, video + audio)
+    return _with_scan(info, PacketScan(tuple(p for p, _ in video), tuple(p for p, _ in audio)))
+
+
+def _with_scan(info: VideoInfo, scan: PacketScan) -> VideoInfo:
+    duration_ms = to_ms(scan.end - scan.origin) if scan.video else info.duration_ms
+    return VideoInfo(info.path, info.size_bytes, duration_ms or info.duration_ms, info.container,
+                     info.bit_rate, info.streams, scan)
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise InputError(path, "file not found")
+    if os.path.isdir(path):
+        raise InputError(path, "is a directory, not a video file")
+    if os.path.getsize(path) == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+
+
+def _why_unreadable(stderr: bytes | None) -> str:
+    text = (stderr or b"").decode(errors="replace").strip().splitlines()
+    last = text[-1] if text else "ffprobe could not read it"
+    if "moov atom not found" in last:
+        return f"not a readable video: truncated or incomplete MP4 ({last})"
+    return f"not a readable video ({last})"
+
+
+def _frac(value: Any) -> Fraction | None:
+    if value in (None, "", "N/A", "0/0"):
+        return None
+    try:
+        result = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return result
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    for side in stream.get("side_data_list", []) or []:
+        if "rotation" in side:
+            return int(float(side["rotation"])) % 360
+    rotate = stream.get("tags", {}).get("rotate")
+    return int(rotate) % 360 if rotate is not None else 0
+
+
+def _parse_stream(raw: dict[str, Any]) -> StreamInfo:
+    duration = _frac(raw.get("duration"))
+    return StreamInfo(
+        index=int(raw["index"]),
+        kind=str(raw.get("codec_type", "data")),
+        codec=str(raw.get("codec_name", "unknown")),
+        time_base=_frac(raw.get("time_base")) or Fraction(1, 90000),
+        width=_int(raw.get("width")),
+        height=_int(raw.get("height")),
+        frame_rate=_frac(raw.get("avg_frame_rate")) or _frac(raw.get("r_frame_rate")),
+        rotation=_rotation(raw),
+        duration_ms=to_ms(duration) if duration is not None else None,
+        bit_rate=_int(raw.get("bit_rate")),
+        is_cover_art=bool(raw.get("disposition", {}).get("attached_pic", 0)),
+    )
+
+
+def _parse_info(path: str, raw: dict[str, Any]) -> VideoInfo:
+    fmt = raw.get("format", {})
+    streams = tuple(_parse_stream(s) for s in raw.get("streams", []))
+    container = str(fmt.get("format_name", "unknown"))
+    videos = [s for s in streams if s.kind == "video" and not s.is_cover_art]
+    if not videos:
+        kinds = sorted({s.kind for s in streams}) or ["no streams"]
+        what = "audio only" if kinds == ["audio"] else ", ".join(kinds)
+        raise InputError(path, f"has no video stream ({what})")
+    if any(tag in container for tag in _IMAGE_FORMATS):
+        raise InputError(path, f"is a still image ({container}), not a video")
+    duration = _frac(fmt.get("duration"))
+    return VideoInfo(
+        path=path,
+        size_bytes=os.path.getsize(path),
+        duration_ms=to_ms(duration) if duration is not None else 0,
+        container=container,
+        bit_rate=_int(fmt.get("bit_rate")),
+        streams=streams,
+    )
+
+
+def scan_packets(path: str, stream: StreamInfo) -> tuple[tuple[Packet, int], ...]:
+    """Every packet of one stream in decode order, with its end offset in the file."""
+    argv = [proc.FFPROBE, "-v", "error", "-select_streams", str(stream.index),
+            "-show_entries", "packet=pts,dts,duration,size,pos,flags", "-of", "compact=p=0", path]
+    try:
+        out = proc.run(argv)
+    except FFmpegError as exc:
+        raise InputError(path, f"cannot read packets ({exc.summary})") from exc
+    return _parse_packets(out, stream)
+
+
+def _parse_packets(text: str, stream: StreamInfo) -> tuple[tuple[Packet, int], ...]:
+    tb = stream.time_base
+    default_dur = 1 / stream.frame_rate if stream.frame_rate else Fraction(0)
+    packets: list[tuple[Packet, int]] = []
+    last_end: Fraction | None = None
+    for line in text.splitlines():
+        fields = dict(kv.split("=", 1) for kv in line.split("|") if "=" in kv)
+        ts = _int(fields.get("pts"))
+        if ts is None:
+            ts = _int(fields.get("dts"))
+        dur = _int(fields.get("duration"))
+        duration = dur * tb if dur else default_dur
+        pts = ts * tb if ts is not None else (last_end if last_end is not None else Fraction(0))
+        size = _int(fields.get("size")) or 0
+        pos = _int(fields.get("pos"))
+        packets.append((Packet(pts, duration, size, "K" in fields.get("flags", "")),
+                        (pos + size) if pos is not None and pos >= 0 else -1))
+        last_end = pts + duration
+    return tuple(packets)
+
+
+def _check_complete(path: str, size: int, packets: tuple[tuple[Packet, int], ...]) -> None:
+    if not packets:
+        raise InputError(path, "has a video stream but no video frames")
+    data_end = max(end for _, end in packets)
+    if data_end > size:
+        raise InputError(
+            path, f"truncated: its index refers to {data_end} bytes but the file has {size}"
+        )

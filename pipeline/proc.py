@@ -1,0 +1,71 @@
+"""The one place that runs subprocesses."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from typing import IO
+
+from pipeline.errors import FFmpegError
+
+log = logging.getLogger(__name__)
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+
+
+def run(argv: Sequence[str], *, timeout: float | None = None) -> str:
+    """Run a command to completion and return its stdout; raise FFmpegError with stderr on failure."""
+    log.debug("run: %s", shlex.join(argv))
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, errors="replace", timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise FFmpegError(argv, 127, f"{argv[0]} not found on PATH ({exc})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise FFmpegError(argv, -1, f"timed out after {timeout} s") from exc
+    if done.returncode != 0:
+        raise FFmpegError(argv, done.returncode, done.stderr)
+    return done.stdout
+
+
+class Streamed:
+    """A running command whose binary stdout the caller reads; stderr is spooled to a file."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        log.debug("popen: %s", shlex.join(self.argv))
+        self._err: IO[bytes] = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL
+            )
+        except FileNotFoundError as exc:
+            self._err.close()
+            raise FFmpegError(self.argv, 127, f"{self.argv[0]} not found on PATH ({exc})") from exc
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def finish(self) -> None:
+        """Wait for the command and raise FFmpegError if it failed."""
+        code = self.proc.wait()
+        self._err.seek(0)
+        stderr = self._err.read().decode(errors="replace")
+        self._err.close()
+        if code != 0:
+            raise FFmpegError(self.argv, code, stderr)
+
+    def kill(self) -> None:
+        """Stop the command early (the caller has what it needs, or is giving up)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._err.close()

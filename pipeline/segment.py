@@ -1,0 +1,251 @@
+"""Segment: cut a video into chunk files that fit the limits, losing and duplicating no frame.
+
+One segment-muxer pass cuts every chunk by stream copy at planned keyframes (by decode-order
+frame number: the muxer's time-based cuts are shifted by the codec delay, measured-facts.md).
+Each chunk is then verified; one that came out over the limit is planned again and re-cut, and a
+keyframe interval that alone cannot fit is re-encoded with short, bit-rate-capped GOPs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from pipeline import mp4, proc
+from pipeline.errors import FFmpegError, InputError, SegmentError
+from pipeline.plan import Overhead, plan_chunks, whole_plan
+from pipeline.probe import probe
+from pipeline.types import Chunk, Limits, Plan, PlannedChunk, VideoInfo
+
+log = logging.getLogger(__name__)
+
+# Codecs an MP4 chunk takes by stream copy (others are transcoded to H.264).
+MP4_VIDEO_CODECS = {"h264", "hevc", "av1", "vp9", "mpeg2video", "mpeg1video"}
+MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"}
+_MAX_DEPTH = 4
+_DECODE_CHECK_BATCH = 48
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    keep_audio: bool = False
+    overhead: Overhead = Overhead()
+
+
+def fits_whole(info: VideoInfo, limits: Limits) -> bool:
+    """A video under both limits is sent as it is."""
+    return info.size_bytes <= limits.max_bytes and info.duration_ms <= limits.max_duration_ms
+
+
+def copyable(info: VideoInfo) -> bool:
+    """Whether the video stream can be copied into an MP4 chunk untouched."""
+    codec = info.video.codec
+    return codec in MP4_VIDEO_CODECS or (codec == "mpeg4" and "mp4" in info.container)
+
+
+def make_plan(info: VideoInfo, limits: Limits, options: SegmentOptions = SegmentOptions()) -> Plan:
+    """The plan for a probed video: whole if it fits, else packed keyframe intervals."""
+    assert info.scan is not None, "make_plan needs a packet scan"
+    if fits_whole(info, limits):
+        return whole_plan(info.scan, limits, info.size_bytes)
+    plan = plan_chunks(info.scan, limits, options.overhead)
+    if not copyable(info):
+        return Plan(plan.limits, False, plan.chunks, plan.origin, plan.total_bytes,
+                    f"{info.video.codec} cannot be stream-copied into MP4; it is transcoded first")
+    return plan
+
+
+def split(info: VideoInfo, limits: Limits, out_dir: str,
+          options: SegmentOptions = SegmentOptions()) -> list[Chunk]:
+    """Write the chunks of `info` into `out_dir` and return them, verified, in order."""
+    plan = make_plan(info, limits, options)
+    if plan.whole:
+        only = plan.chunks[0]
+        return [Chunk(0, info.path, Fraction(0), only.end - only.start, info.size_bytes,
+                      only.frames)]
+    os.makedirs(out_dir, exist_ok=True)
+    work = Path(out_dir) / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        pieces = _cut_video(info, plan, limits, options, work, Fraction(0), depth=0)
+        _check_frames(info, pieces)
+        chunks = _finalize(pieces, Path(out_dir))
+    except FFmpegError as exc:
+        raise InputError(info.path, f"ffmpeg could not cut it ({exc.summary})") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    check_decodes([c.path for c in chunks], source=info.path)
+    return chunks
+
+
+def _cut_video(info: VideoInfo, plan: Plan, limits: Limits, options: SegmentOptions,
+               work: Path, offset: Fraction, depth: int) -> list[Chunk]:
+    if depth > _MAX_DEPTH:
+        raise SegmentError(f"{info.path}: could not make chunks under {limits.max_bytes} bytes")
+    if not copyable(info):
+        log.warning("%s: %s video is transcoded to H.264 before cutting", info.path,
+                    info.video.codec)
+        return _reencode_and_cut(info.path, f"0:{info.video.index}", limits, options, work,
+                                 offset, depth)
+    files = _segment_pass(info, plan, options, work / f"d{depth}-{_uid(work)}")
+    pieces: list[Chunk] = []
+    for planned, path in zip(plan.chunks, files, strict=True):
+        start = offset + planned.start - plan.origin
+        pieces.extend(_verify_or_recut(planned, path, start, limits, options, work, depth))
+    return pieces
+
+
+def _uid(work: Path) -> int:
+    return sum(1 for _ in work.iterdir())
+
+
+def _segment_pass(info: VideoInfo, plan: Plan, options: SegmentOptions, dest: Path) -> list[str]:
+    dest.mkdir(parents=True)
+    cuts = ",".join(str(c.first_packet) for c in plan.chunks[1:])
+    argv = [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-i", info.path,
+            *_map_args(info, options), "-f", "segment", "-segment_format", "mp4",
+            "-reset_timestamps", "1"]
+    if cuts:
+        argv += ["-segment_frames", cuts]
+    proc.run([*argv, str(dest / "part-%05d.mp4")])
+    files = sorted(str(p) for p in dest.iterdir())
+    if len(files) != len(plan.chunks):
+        raise SegmentError(
+            f"{info.path}: the segment muxer wrote {len(files)} chunks, the plan has "
+            f"{len(plan.chunks)}")
+    return files
+
+
+def _map_args(info: VideoInfo, options: SegmentOptions) -> list[str]:
+    args = ["-map", f"0:{info.video.index}", "-c:v", "copy", "-sn", "-dn",
+            "-map_metadata", "-1", "-map_chapters", "-1"]
+    audio = info.audio
+    if not options.keep_audio or audio is None:
+        return [*args, "-an"]
+    codec = ["copy"] if audio.codec in MP4_AUDIO_CODECS else ["aac", "-b:a", "128k"]
+    return [*args, "-map", f"0:{audio.index}", "-c:a", *codec]
+
+
+def _verify_or_recut(planned: PlannedChunk, path: str, start: Fraction, limits: Limits,
+                     options: SegmentOptions, work: Path, depth: int) -> list[Chunk]:
+    size = os.path.getsize(path)
+    track = mp4.video_track(path)
+    if track is None:
+        raise SegmentError(f"{path}: the chunk written is not a readable MP4")
+    if planned.reencode:
+        log.warning("keyframe interval at %.1f s is %d bytes / %.1f s, over the limits; "
+                    "re-encoding that stretch only", float(start), planned.expected_bytes,
+                    float(planned.duration))
+        return _reencode_and_cut(path, "0:v:0", limits, options, work, start, depth + 1)
+    chunk = Chunk(planned.index, path, start, start + planned.duration, size, track.frames)
+    if size <= limits.max_bytes and track.duration <= limits.max_duration:
+        return [chunk]
+    log.info("chunk at %.1f s came out at %d bytes / %.2f s; re-cutting it smaller",
+             float(start), size, float(track.duration))
+    tighter = Limits(limits.mode, int(limits.max_bytes * min(0.97, limits.max_bytes / size)),
+                     limits.max_duration_ms - 50)
+    sub = probe(path, keep_audio=options.keep_audio)
+    assert sub.scan is not None
+    pieces = _cut_video(sub, plan_chunks(sub.scan, tighter, options.overhead), limits, options,
+                        work, start, depth + 1)
+    return pieces
+
+
+def _reencode_and_cut(path: str, video_map: str, limits: Limits, options: SegmentOptions,
+                      work: Path, offset: Fraction, depth: int) -> list[Chunk]:
+    target = work / f"reencode-{_uid(work)}.mp4"
+    proc.run(reencode_argv(path, str(target), limits, options, video_map=video_map, depth=depth))
+    sub = probe(str(target), keep_audio=options.keep_audio)
+    assert sub.scan is not None
+    plan = plan_chunks(sub.scan, limits, options.overhead)
+    pieces = _cut_video(sub, plan, limits, options, work, offset, depth + 1)
+    return [Chunk(p.index, p.path, p.start, p.end, p.size_bytes, p.frames, True) for p in pieces]
+
+
+def reencode_argv(src: str, dst: str, limits: Limits, options: SegmentOptions, *,
+                  video_map: str = "0:v:0", depth: int = 0) -> list[str]:
+    """H.264 with a keyframe every `gop` seconds and a bit-rate cap that fits 4+ GOPs a chunk."""
+    gop = max(Fraction(1, 10), min(Fraction(2), limits.max_duration / 4))
+    budget = limits.max_bytes - options.overhead.fixed
+    maxrate = max(64_000, int(budget * 8 / (4 * gop) / (2 ** max(0, depth - 1))))
+    audio = ["-map", "0:a:0?", "-c:a", "aac", "-b:a", "96k"] if options.keep_audio else ["-an"]
+    return [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-i", src, "-map", video_map,
+            *audio, "-sn", "-dn",
+            "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-pix_fmt", "yuv420p",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+            "-maxrate", str(maxrate), "-bufsize", str(int(maxrate * gop)),
+            "-force_key_frames", f"expr:gte(t,n_forced*{float(gop)})",
+            "-fps_mode", "passthrough", "-map_metadata", "-1", "-f", "mp4", dst]
+
+
+def _check_frames(info: VideoInfo, pieces: list[Chunk]) -> None:
+    """Stream copy conserves every frame; a re-encode should too, but the decoder may drop some."""
+    assert info.scan is not None
+    expected, got = len(info.scan.video), sum(p.frames for p in pieces)
+    if got == expected:
+        return
+    if any(p.reencoded for p in pieces):
+        log.warning("%s: re-encoded chunks hold %d frames, the source %d", info.path, got,
+                    expected)
+        return
+    raise SegmentError(f"{info.path}: chunks hold {got} frames, the source {expected}")
+
+
+def _finalize(pieces: list[Chunk], out_dir: Path) -> list[Chunk]:
+    for old in out_dir.glob("chunk-*.mp4"):
+        old.unlink()
+    final: list[Chunk] = []
+    for i, piece in enumerate(sorted(pieces, key=lambda c: c.start)):
+        target = out_dir / f"chunk-{i:05d}.mp4"
+        os.replace(piece.path, target)
+        final.append(Chunk(i, str(target), piece.start, piece.end, piece.size_bytes,
+                           piece.frames, piece.reencoded))
+    return final
+
+
+def check_decodes(paths: list[str], *, source: str) -> None:
+    """Decode the first frame of every chunk, many chunks per ffmpeg process."""
+    for i in range(0, len(paths), _DECODE_CHECK_BATCH):
+        batch = paths[i:i + _DECODE_CHECK_BATCH]
+        argv = [proc.FFMPEG, "-v", "error", "-nostdin"]
+        for path in batch:
+            argv += ["-i", path]
+        for n in range(len(batch)):
+            argv += ["-map", f"{n}:v:0", "-frames:v", "1", "-f", "null", "-"]
+        try:
+            proc.run(argv)
+        except FFmpegError as exc:
+            raise InputError(source, f"a chunk does not decode ({exc.summary})") from exc
+
+
+def resplit(chunk: Chunk, limits: Limits, out_dir: str,
+            options: SegmentOptions = SegmentOptions()) -> list[Chunk]:
+    """Cut one chunk again under `limits` (the API said it was too large or too slow); the
+    pieces' times stay on the source timeline."""
+    info = probe(chunk.path, keep_audio=options.keep_audio)
+    assert info.scan is not None
+    os.makedirs(out_dir, exist_ok=True)
+    work = Path(out_dir) / f".work-{chunk.index}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        plan = plan_chunks(info.scan, limits, options.overhead)
+        if len(plan.chunks) < 2 and not plan.chunks[0].reencode:
+            raise SegmentError(f"{chunk.path}: a single keyframe interval; cannot cut it smaller")
+        pieces = _cut_video(info, plan, limits, options, work, chunk.start, depth=1)
+        final = []
+        for i, piece in enumerate(sorted(pieces, key=lambda c: c.start)):
+            target = Path(out_dir) / f"chunk-{chunk.index:05d}-{i:03d}.mp4"
+            os.replace(piece.path, target)
+            final.append(Chunk(i, str(target), piece.start, piece.end, piece.size_bytes,
+                               piece.frames, piece.reencoded or chunk.reencoded))
+    except FFmpegError as exc:
+        raise SegmentError(f"{chunk.path}: could not re-cut it ({exc.summary})") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final

@@ -1,0 +1,212 @@
+"""The small frozen values that travel between pipeline stages."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+Mode = Literal["bytes", "url"]
+
+# Seed page limits (decimal units): bytes 10 MB, URL 80 MB, both 10 minutes.
+DEFAULT_MAX_BYTES: dict[str, int] = {"bytes": 10_000_000, "url": 80_000_000}
+DEFAULT_MAX_SECONDS = 600
+
+
+def to_ms(seconds: Fraction) -> int:
+    """Exact seconds to integer milliseconds (rounded half up, never float)."""
+    return math.floor(seconds * 1000 + Fraction(1, 2))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry."""
+
+    mode: Mode = "bytes"
+    max_bytes: int = DEFAULT_MAX_BYTES["bytes"]
+    max_duration_ms: int = DEFAULT_MAX_SECONDS * 1000
+
+    @classmethod
+    def for_mode(
+        cls, mode: Mode, max_bytes: int | None = None, max_seconds: float | None = None
+    ) -> Limits:
+        seconds = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
+        return cls(
+            mode=mode,
+            max_bytes=DEFAULT_MAX_BYTES[mode] if max_bytes is None else max_bytes,
+            max_duration_ms=int(round(seconds * 1000)),
+        )
+
+    @property
+    def max_duration(self) -> Fraction:
+        return Fraction(self.max_duration_ms, 1000)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"mode": self.mode, "max_bytes": self.max_bytes,
+                "max_duration_ms": self.max_duration_ms}
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream of a container, as ffprobe describes it."""
+
+    index: int
+    kind: str  # video | audio | subtitle | data | attachment
+    codec: str
+    time_base: Fraction
+    width: int | None = None
+    height: int | None = None
+    frame_rate: Fraction | None = None
+    rotation: int = 0
+    duration_ms: int | None = None
+    bit_rate: int | None = None
+    is_cover_art: bool = False
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One compressed frame: display time (seconds, source clock), duration, bytes, keyframe."""
+
+    pts: Fraction
+    duration: Fraction
+    size: int
+    key: bool
+
+    @property
+    def end(self) -> Fraction:
+        return self.pts + self.duration
+
+
+@dataclass(frozen=True)
+class PacketScan:
+    """The packets of the video stream in decode order, plus kept audio packets, of one file."""
+
+    video: tuple[Packet, ...]
+    audio: tuple[Packet, ...] = ()
+
+    @property
+    def origin(self) -> Fraction:
+        """Source time of the first displayed video frame: global time zero."""
+        return min(p.pts for p in self.video)
+
+    @property
+    def end(self) -> Fraction:
+        return max(p.end for p in self.video)
+
+    @property
+    def keyframes(self) -> list[Fraction]:
+        return sorted(p.pts for p in self.video if p.key)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What probing one file found: container, size, duration, streams, and its packets."""
+
+    path: str
+    size_bytes: int
+    duration_ms: int
+    container: str
+    bit_rate: int | None
+    streams: tuple[StreamInfo, ...]
+    scan: PacketScan | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def video(self) -> StreamInfo:
+        return next(s for s in self.streams if s.kind == "video" and not s.is_cover_art)
+
+    @property
+    def audio(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "audio"), None)
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    """One chunk of a plan: a run of whole keyframe intervals, by decode-order packet index."""
+
+    index: int
+    first_packet: int
+    end_packet: int  # exclusive
+    start: Fraction  # first displayed frame, source clock, seconds
+    end: Fraction  # start of the next chunk (or end of the stream)
+    expected_bytes: int
+    reencode: bool = False  # a keyframe interval alone exceeds the limits
+
+    @property
+    def frames(self) -> int:
+        return self.end_packet - self.first_packet
+
+    @property
+    def duration(self) -> Fraction:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one video is cut: whole (fits as it is) or a list of chunks."""
+
+    limits: Limits
+    whole: bool
+    chunks: tuple[PlannedChunk, ...]
+    origin: Fraction
+    total_bytes: int
+    reason: str = ""
+
+    @property
+    def lower_bound(self) -> int:
+        return max(1, math.ceil(self.total_bytes / self.limits.max_bytes))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk file ready to send; `start` is its first frame's time on the source timeline."""
+
+    index: int
+    path: str
+    start: Fraction  # seconds from the source's first frame
+    end: Fraction
+    size_bytes: int
+    frames: int
+    reencoded: bool = False
+
+    @property
+    def start_ms(self) -> int:
+        return to_ms(self.start)
+
+    @property
+    def end_ms(self) -> int:
+        return to_ms(self.end)
+
+    @property
+    def duration(self) -> Fraction:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Concept:
+    id: str
+    name: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled frame's concepts; `time_ms` is chunk-local or global by context."""
+
+    time_ms: int
+    concepts: tuple[Concept, ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """A backend's answer for one chunk, with chunk-local frame times."""
+
+    index: int
+    frames: tuple[Frame, ...]
+    attempts: int = 1
