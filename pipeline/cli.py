@@ -1,4 +1,5 @@
-"""The command line: parse into settings, call the library, turn errors into messages and exit codes.
+"""The command line: parse into settings, call the library, turn errors into messages and exit
+codes.
 
 Exit codes: 0 every input done (or skipped as already done); 1 at least one input failed (the
 others are done and kept); 2 usage or configuration error, nothing processed; 130 interrupted."""
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the main job: probe, split, predict, merge")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files, folders, manifests (.txt)")
+                   help="video files, folders, manifests (.txt, .csv, .jsonl), http(s) URLs")
     p.add_argument("--out", required=True)
     _limit_args(p)
     p.add_argument("--backend", choices=["local", "clarifai"], default=_env("backend", "local"))
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true", default=bool(_env("insecure")))
     p.add_argument("--force", action="store_true", default=bool(_env("force")))
     p.add_argument("--no-progress", action="store_true", default=bool(_env("no_progress")))
+    p.add_argument("--dask", default=_env("dask"), metavar="ADDRESS|local[:N]",
+                   help="run each video as a task on a Dask cluster (tcp://host:8786), or on a "
+                        "local one with N worker processes; --out must be shared storage")
+    p.add_argument("--lock-wait", type=float, default=float(_env("lock_wait", 0)),
+                   metavar="SECONDS", help="wait this long for a video another run is working "
+                                           "on (default 0: skip it and say so)")
 
     from pipeline import serve_cli
     serve_cli.add_parser(sub)
@@ -182,20 +189,30 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.progress import Progress
-    from pipeline.runner import Runner
+    from pipeline.stopping import StopFlag, stop_on_signals
     settings = _settings(
         args, backend=args.backend, model=args.model, sample_ms=args.sample_ms,
         concurrency=_int(args.concurrency, "--concurrency"), rate_limit=args.rate_limit,
         api_base=args.api_base, insecure=args.insecure, force=args.force,
-        progress=not args.no_progress)
-    with Progress(enabled=settings.progress) as progress:
-        outcomes = Runner(settings, args.out, progress=progress).run(args.inputs)
+        progress=not args.no_progress, dask=args.dask, lock_wait=args.lock_wait)
+    with stop_on_signals(StopFlag()) as stop:
+        if settings.dask:
+            from pipeline import dask_engine
+            outcomes = dask_engine.run(settings, args.out, args.inputs, stop=stop)
+        else:
+            outcomes = _run_here(settings, args.out, args.inputs, stop)
     failed = [o for o in outcomes if o.status == "failed"]
     done = len(outcomes) - len(failed)
     print(f"{done} of {len(outcomes)} inputs done; results in {args.out}/ "
           f"(summary.json, <VIDEO_ID>/timeline.json)")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> list[Any]:
+    from pipeline.progress import Progress
+    from pipeline.runner import Runner
+    with Progress(enabled=settings.progress) as progress:
+        return Runner(settings, out, progress=progress, stop=stop).run(inputs)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

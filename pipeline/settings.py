@@ -24,6 +24,7 @@ class Settings:
     force: bool = False
     progress: bool = True
     dask: str | None = None
+    lock_wait: float = 0.0  # seconds to wait for a video another run is working on; 0: skip it
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -39,6 +40,8 @@ class Settings:
             raise ConfigError(f"--sample-ms must be between 100 and 60000, not {self.sample_ms}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
+        if self.lock_wait < 0:
+            raise ConfigError(f"--lock-wait must be 0 or more, not {self.lock_wait}")
         if self.rate_limit <= 0:
             raise ConfigError(f"--rate-limit must be above 0, not {self.rate_limit}")
 

@@ -1,0 +1,195 @@
+"""The distributed engine: each video is one task on a Dask cluster.
+
+`--dask tcp://host:8786` uses a running cluster (`dask scheduler` + `dask worker`); `--dask local`
+or `local:N` starts a LocalCluster of N worker processes for the run. The client expands the
+inputs (so it must see the folders and manifests), and each task runs the same code as a local run
+(`Runner.process`) on one video, writing into --out. So:
+
+- --out must be storage every worker sees at the same path (NFS, a cluster file system, or one
+  machine): the client writes a marker file there and every worker must read it back, or the run
+  stops before sending anything (exit 2). Per-video locks (`locks.py`) work across machines too.
+- Sources must be readable by the workers at the path the client sees (relative paths are made
+  absolute; timeline.json still shows the path as given) or be URLs.
+- The rate limit holds across the cluster by splitting it: each worker process gets
+  `--rate-limit / workers` (the workers present when the run starts), enforced by one limiter
+  shared by every task in that process (the backend is built once per process). `--concurrency`
+  is per task.
+- A stop (SIGTERM/Ctrl-C on the client) sets a distributed Event that every task checks before
+  each chunk: chunks in flight finish and are saved, nothing new is sent, the client exits 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline import inputs, store
+from pipeline.backends import Backend
+from pipeline.errors import ConfigError, Interrupted
+from pipeline.runner import Outcome, Runner, make_backend, write_summary
+from pipeline.settings import Settings
+from pipeline.stopping import StopCheck, StopFlag
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.5
+_CONNECT_TIMEOUT_S = 30
+_BACKENDS: dict[tuple[Any, ...], Backend] = {}
+_BACKENDS_LOCK = threading.Lock()
+
+
+def run(settings: Settings, out: str, sources: list[str], *,
+        stop: StopFlag | None = None) -> list[Outcome]:
+    """Every input as a task on the cluster `settings.dask` names; summary.json as a local run."""
+    distributed = _import_distributed()
+    stop = stop or StopFlag()
+    outdir = Path(out).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    client, cluster = _connect(distributed, settings.dask or "local")
+    try:
+        check_shared(client, outdir)
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        task_settings = dataclasses.replace(
+            settings, rate_limit=settings.rate_limit / workers, progress=False, dask=None)
+        log.info("dask: %d workers at %s; each gets %.3g requests/s of --rate-limit %.3g",
+                 workers, client.scheduler.address, task_settings.rate_limit, settings.rate_limit)
+        outcomes = _run_tasks(distributed, client, task_settings, outdir,
+                              [_for_workers(s) for s in inputs.expand(sources)], stop)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    write_summary(Path(out), outcomes)
+    for o in outcomes:
+        if o.status == "failed":
+            log.error("%s", o.error)
+    if stop.is_set():
+        raise Interrupted("stopped before every input was done")
+    return outcomes
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ConfigError("--dask needs the optional extra: pip install "
+                          "'video-pipeline[dask]' (or make install)") from exc
+    return distributed
+
+
+def _connect(distributed: Any, address: str) -> tuple[Any, Any]:
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if address == "local" or address.startswith("local:"):
+        n = _local_workers(address)
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        return distributed.Client(cluster), cluster
+    try:
+        return distributed.Client(address, timeout=_CONNECT_TIMEOUT_S), None
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"--dask {address}: cannot reach the scheduler ({exc})") from exc
+
+
+def _local_workers(address: str) -> int:
+    text = address.partition(":")[2]
+    if not text:
+        return max(1, min(4, os.cpu_count() or 1))
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--dask local:N takes a worker count of 1 or more, not {text!r}")
+    return int(text)
+
+
+def check_shared(client: Any, out: Path) -> None:
+    """Raise ConfigError unless every worker sees the marker file the client writes in --out."""
+    token = uuid.uuid4().hex
+    marker = out / f".dask-check-{token}"
+    store.atomic_write_text(marker, token)
+    try:
+        seen = client.run(_sees_marker, str(marker), token)
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = sorted(w for w, ok in seen.items() if not ok)
+    if blind:
+        raise ConfigError(f"--out {out} is not visible from Dask worker(s) {', '.join(blind)}: "
+                          "--out must be storage every worker sees at the same path")
+
+
+def _sees_marker(path: str, token: str) -> bool:
+    try:
+        return Path(path).read_text() == token
+    except OSError:
+        return False
+
+
+def _for_workers(source: inputs.Source) -> inputs.Source:
+    if source.error or source.is_url or os.path.isabs(source.path):
+        return source
+    return inputs.Source(os.path.abspath(source.path), label=source.display)
+
+
+def _run_tasks(distributed: Any, client: Any, settings: Settings, out: Path,
+               sources: list[inputs.Source], stop: StopFlag) -> list[Outcome]:
+    event_name = f"video-pipeline-stop-{uuid.uuid4().hex}"
+    event = distributed.Event(event_name, client=client)
+    futures = [client.submit(process_on_worker, settings, str(out), s, event_name,
+                             key=f"video-{i}-{uuid.uuid4().hex[:8]}", pure=False)
+               for i, s in enumerate(sources)]
+    pending = list(futures)
+    while pending:
+        with contextlib.suppress(TimeoutError):
+            distributed.wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED")
+        pending = [f for f in pending if not f.done()]
+        if stop.is_set() and not event.is_set():
+            log.warning("stopping: tasks finish their chunks in flight and send nothing new")
+            event.set()
+    return [_outcome(f, s) for f, s in zip(futures, sources, strict=True)]
+
+
+def _outcome(future: Any, source: inputs.Source) -> Outcome:
+    try:
+        result: Outcome = future.result()
+        return result
+    except Exception as exc:  # a worker died or the task raised: that input's failure
+        return Outcome(source.display, error=f"{source.display}: dask task failed: {exc}")
+
+
+class _EventStop:
+    """A stop check backed by a distributed Event; an unreachable scheduler means stop."""
+
+    def __init__(self, name: str) -> None:
+        from distributed import Event
+        self._event = Event(name)
+
+    def is_set(self) -> bool:
+        try:
+            return bool(self._event.is_set())
+        except Exception:
+            return True
+
+
+def process_on_worker(settings: Settings, out: str, source: inputs.Source,
+                      stop_event: str) -> Outcome:
+    """The task: one video, start to end, with this worker process's shared backend."""
+    stop: StopCheck = _EventStop(stop_event)
+    if stop.is_set():
+        return Outcome(source.display, error=f"{source.display}: interrupted before it started; "
+                                             "rerun to resume")
+    runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False)
+    return runner.process(source)
+
+
+def _backend(settings: Settings) -> Backend:
+    """One backend (model, channel and rate limiter) per worker process, shared by its tasks."""
+    key = (settings.backend, settings.model, settings.api_base, settings.insecure,
+           settings.rate_limit, settings.workers)
+    with _BACKENDS_LOCK:
+        if key not in _BACKENDS:
+            _BACKENDS[key] = make_backend(settings)
+        return _BACKENDS[key]
