@@ -137,6 +137,8 @@ def _parse_packets(text: str, stream: StreamInfo) -> tuple[tuple[Packet, int], .
     last_end: Fraction | None = None
     for line in text.splitlines():
         fields = dict(kv.split("=", 1) for kv in line.split("|") if "=" in kv)
+        if "size" not in fields:
+            continue  # a packet's side-data section (MPEG-TS prints one after each packet)
         ts = _int(fields.get("pts"))
         if ts is None:
             ts = _int(fields.get("dts"))

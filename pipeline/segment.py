@@ -110,8 +110,8 @@ def _segment_pass(info: VideoInfo, plan: Plan, options: SegmentOptions, dest: Pa
     argv = [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-i", info.path,
             *_map_args(info, options), "-f", "segment", "-segment_format", "mp4",
             "-reset_timestamps", "1"]
-    if cuts:
-        argv += ["-segment_frames", cuts]
+    # Without a cut list the muxer would cut every 2 s (its default segment_time).
+    argv += ["-segment_frames", cuts] if cuts else ["-segment_time", "1000000000"]
     proc.run([*argv, str(dest / "part-%05d.mp4")])
     files = sorted(str(p) for p in dest.iterdir())
     if len(files) != len(plan.chunks):

@@ -3,15 +3,77 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
+import threading
 from typing import Any
+
+from pipeline.errors import ConfigError
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve the embedded model over Clarifai's gRPC protocol")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    p.add_argument("--api-key", default=None, help="require 'authorization: Key KEY' "
+                   "(default: $VIDEO_PIPELINE_API_KEY; none: no key needed)")
+    p.add_argument("--max-bytes", type=int, default=10_000_000, help="bytes inputs (10 MB)")
+    p.add_argument("--max-url-bytes", type=int, default=80_000_000, help="URL inputs (80 MB)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="video length (600 s)")
+    p.add_argument("--fault-rate", type=float, default=0.0,
+                   help="probability that a request fails with a transient code")
+    p.add_argument("--fault-seed", type=int, default=0)
+    p.add_argument("--fault-codes", default=None, help="comma-separated faults to draw from, "
+                   "e.g. UNAVAILABLE,11005,output:21354 (default: every retryable code)")
+    p.add_argument("--latency-ms", type=int, default=0, help="added to every request")
+    p.add_argument("--request-log", default=None, help="append one JSON line per request")
+    p.add_argument("--allow-local-urls", action="store_true",
+                   help="fetch URLs on loopback and private addresses (refused by default)")
+    p.add_argument("--workers", type=int, default=8, help="requests served at once")
+
+
+def config(args: argparse.Namespace) -> Any:
+    from pipeline.serve import ServeConfig
+    from pipeline.serve_inputs import InputLimits
+    if not 0 <= args.fault_rate <= 1:
+        raise ConfigError(f"--fault-rate must be between 0 and 1, not {args.fault_rate}")
+    if args.workers < 1 or args.latency_ms < 0:
+        raise ConfigError("--workers must be at least 1 and --latency-ms at least 0")
+    return ServeConfig(
+        host=args.host, port=args.port,
+        api_key=args.api_key or os.environ.get("VIDEO_PIPELINE_API_KEY") or None,
+        limits=InputLimits(max_bytes=args.max_bytes, max_url_bytes=args.max_url_bytes,
+                           max_seconds=args.max_seconds, allow_local_urls=args.allow_local_urls),
+        fault_rate=args.fault_rate, fault_seed=args.fault_seed, faults=_faults(args.fault_codes),
+        latency_ms=args.latency_ms,
+        request_log=args.request_log, workers=args.workers)
+
+
+def _faults(text: str | None) -> Any:
+    from pipeline.serve import FAULTS, Fault
+    if not text:
+        return FAULTS
+    try:
+        return tuple(Fault.parse(t) for t in text.split(",") if t.strip())
+    except KeyError as exc:
+        raise ConfigError(f"--fault-codes: unknown gRPC status {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.errors import ConfigError
-    raise ConfigError("serve is not built yet")
+    """Serve until SIGTERM or Ctrl-C; requests in flight finish first."""
+    from pipeline.serve import Server
+    server = Server(config(args))
+    try:
+        port = server.start()
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"serving on {args.host}:{port}", file=sys.stderr, flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    print("stopped", file=sys.stderr, flush=True)
+    return 0

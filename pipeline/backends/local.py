@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from pipeline import embedded, frames
-from pipeline.errors import ModelNotAvailableError
+from pipeline.errors import InputError, ModelNotAvailableError
 from pipeline.models import EMBEDDED
 from pipeline.models import embedded as embedded_model
 from pipeline.types import Chunk, ChunkResult, Concept, Frame, ModelInfo, to_ms
@@ -20,24 +20,34 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, model: str, *, decode_threads: int = 0) -> None:
+    def __init__(self, model: str, *, decode_threads: int = 0, exact_frames: bool = False) -> None:
         found = embedded_model(model)
         if found is None:
             raise ModelNotAvailableError(model, sorted(EMBEDDED))
         self._model = found
         self.model = ModelInfo(found.id, found.name)
         self._decode_threads = decode_threads
+        self._fast = not exact_frames
         self._classifier = embedded.shared(found)
 
     def predict(self, chunk: Chunk, sample_ms: int) -> ChunkResult:
         grid = frames.global_grid(chunk.start, chunk.end, sample_ms)
         times = [to_ms(chunk.start + t) - chunk.start_ms for t in grid.times()]
-        decoded = frames.decode(chunk.path, grid, threads=self._decode_threads)
-        scores = np.concatenate(list(self._score(decoded)) or [np.zeros((0, 2))])
+        scores = self._scores(chunk.path, grid, fast=self._fast)
+        if len(scores) < grid.count and self._fast:
+            # Some streams mark every frame non-reference; decode them all.
+            scores = self._scores(chunk.path, grid, fast=False)
+        if len(scores) < grid.count:
+            raise InputError(chunk.path, f"decoded {len(scores)} of {grid.count} sampled frames")
         return ChunkResult(chunk.index, tuple(
             Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)))
 
-    def _score(self, decoded: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def _scores(self, path: str, grid: frames.Grid, *, fast: bool) -> np.ndarray:
+        decoded = frames.decode(path, grid, threads=self._decode_threads, fast=fast)
+        parts = list(self._batches(decoded))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self._model.concepts)))
+
+    def _batches(self, decoded: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         batch: list[np.ndarray] = []
         for frame in decoded:
             batch.append(frame)

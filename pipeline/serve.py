@@ -1,0 +1,287 @@
+"""`serve`: Clarifai's PostModelOutputs over gRPC, answered by the embedded model.
+
+Clarifai's own clients (any language) work against it unchanged, so the `clarifai` backend's
+tests run the real wire path. For testing clients it can inject faults, add latency and log
+every request as one JSON line."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import grpc
+from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
+from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
+from clarifai_grpc.grpc.api.status import status_pb2
+
+from pipeline import models, serve_inputs
+from pipeline.errors import BackendError
+from pipeline.serve_inputs import InputLimits
+
+log = logging.getLogger(__name__)
+
+# Far above any limit we enforce, so a too-large request gets a Clarifai status, not gRPC's
+# RESOURCE_EXHAUSTED (a default grpc.server refuses anything over 4 MiB).
+MAX_MESSAGE = 512 * 1024 * 1024
+DEFAULT_SAMPLE_MS = 1000
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected transient failure: a gRPC status, or a Clarifai status (top or per output)."""
+
+    code: int | grpc.StatusCode
+    per_output: bool = False  # top-level SUCCESS but the output failed
+
+    @property
+    def label(self) -> str:
+        if isinstance(self.code, grpc.StatusCode):
+            return f"grpc:{self.code.name}"
+        return f"{'output' if self.per_output else 'status'}:{self.code}"
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """`UNAVAILABLE` (a gRPC status), `11005` (a Clarifai status), `output:21354`."""
+        where, _, code = text.strip().rpartition(":")
+        if code.isdigit():
+            return cls(int(code), per_output=where == "output")
+        return cls(grpc.StatusCode[code.upper()])
+
+
+# The retryable codes of DESIGN.md, each a fault a client must survive.
+FAULTS: tuple[Fault, ...] = (
+    Fault(grpc.StatusCode.UNAVAILABLE), Fault(codes.TRY_AGAIN), Fault(codes.CONN_THROTTLED),
+    Fault(codes.MODEL_DEPLOYING), Fault(codes.MODEL_QUEUED_FOR_DEPLOYMENT),
+    Fault(codes.MODEL_BUSY_PLEASE_RETRY), Fault(codes.MODEL_LOADING),
+    Fault(codes.RPC_REQUEST_QUEUE_FULL), Fault(codes.RPC_SERVER_UNAVAILABLE),
+    Fault(codes.RPC_REQUEST_TIMEOUT), Fault(codes.INTERNAL_SERVER_ISSUE),
+    Fault(codes.MODEL_BUSY_PLEASE_RETRY, per_output=True),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    api_key: str | None = field(default=None, repr=False)
+    limits: InputLimits = InputLimits()
+    fault_rate: float = 0.0
+    fault_seed: int = 0
+    faults: tuple[Fault, ...] = FAULTS  # drawn from, uniformly
+    latency_ms: int = 0
+    request_log: str | None = None
+    workers: int = 8
+
+
+class _Faults:
+    """Draws faults from one seeded generator, in request order: the same seed, the same run."""
+
+    def __init__(self, rate: float, seed: int, faults: tuple[Fault, ...]) -> None:
+        self.rate = rate
+        self.faults = faults
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> Fault | None:
+        if self.rate <= 0:
+            return None
+        with self._lock:
+            hit = self._rng.random() < self.rate
+            return self._rng.choice(self.faults) if hit else None
+
+
+class _RequestLog:
+    """One JSON line per request, flushed as written (readers tail it while the server runs)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._fh: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        if self._fh is None:
+            return
+        with self._lock:
+            self._fh.write(json.dumps(entry) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def _status(code: int, description: str = "") -> status_pb2.Status:
+    return status_pb2.Status(code=code, description=description or codes.StatusCode.Name(code))
+
+
+class Servicer(service_pb2_grpc.V2Servicer):
+    """PostModelOutputs only; every other V2 method stays UNIMPLEMENTED."""
+
+    def __init__(self, config: ServeConfig, stopping: threading.Event) -> None:
+        self.config = config
+        self._faults = _Faults(config.fault_rate, config.fault_seed, config.faults)
+        self.log = _RequestLog(config.request_log)
+        self._stopping = stopping
+
+    def PostModelOutputs(self, request: service_pb2.PostModelOutputsRequest,  # noqa: N802
+                         context: grpc.ServicerContext) -> service_pb2.MultiOutputResponse:
+        entry: dict[str, Any] = {
+            "time": round(time.time(), 6), "model": request.model_id,
+            "kind": ",".join(serve_inputs.kind(i) for i in request.inputs) or "none",
+            "size_bytes": sum(_size(i) for i in request.inputs), "fault": None}
+        answer = self._answer(request, context, entry)
+        entry["seconds"] = round(time.time() - entry["time"], 6)
+        if isinstance(answer, Fault):
+            entry["status"] = answer.label
+            self.log.write(entry)
+            context.abort(answer.code, "injected fault: service unavailable")
+            return service_pb2.MultiOutputResponse()  # not reached: abort raises
+        entry["status"] = int(answer.status.code)
+        self.log.write(entry)
+        return answer
+
+    def _answer(self, request: service_pb2.PostModelOutputsRequest,
+                context: grpc.ServicerContext, entry: dict[str, Any],
+                ) -> service_pb2.MultiOutputResponse | Fault:
+        refused = self._check_key(context)
+        if refused is not None:
+            return service_pb2.MultiOutputResponse(status=refused)
+        self._delay(context)
+        fault = self._faults.draw()
+        if fault is not None:
+            entry["fault"] = fault.label
+            return fault if isinstance(fault.code, grpc.StatusCode) else _fault_response(fault)
+        model = models.embedded(request.model_id)
+        if model is None:
+            return service_pb2.MultiOutputResponse(status=_status(
+                codes.MODEL_DOES_NOT_EXIST, f"Model does not exist: {request.model_id!r} "
+                f"(this server has: {', '.join(sorted(_served_ids()))})"))
+        sample_ms = _sample_ms(request)
+        if not 100 <= sample_ms <= 60_000:
+            return service_pb2.MultiOutputResponse(status=_status(
+                codes.MODEL_INVALID_ARGUMENT, f"sample_ms must be 100..60000, not {sample_ms}"))
+        outputs = [self._output(i, model, sample_ms) for i in request.inputs]
+        return service_pb2.MultiOutputResponse(status=_overall(outputs), outputs=outputs)
+
+    def _check_key(self, context: grpc.ServicerContext) -> status_pb2.Status | None:
+        if not self.config.api_key:
+            return None
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        if not sent:
+            return _status(codes.CONN_KEY_NOT_FOUND, "API key not found: send metadata "
+                           "'authorization: Key <KEY>'")
+        if not hmac.compare_digest(str(sent).encode(), f"Key {self.config.api_key}".encode()):
+            return _status(codes.CONN_KEY_INVALID, "Invalid API key or Invalid API key/"
+                           "application pair")
+        return None
+
+    def _delay(self, context: grpc.ServicerContext) -> None:
+        """Added latency; cut short when the client goes away or the server stops."""
+        until = time.monotonic() + self.config.latency_ms / 1000
+        while (left := until - time.monotonic()) > 0 and context.is_active():
+            if self._stopping.wait(min(left, 0.05)):
+                return
+
+    def _output(self, item: resources_pb2.Input, model: models.EmbeddedModel,
+                sample_ms: int) -> resources_pb2.Output:
+        out = resources_pb2.Output(id=f"out-{time.time_ns():x}", input=resources_pb2.Input(
+            id=item.id), model=resources_pb2.Model(id=model.id, name=model.name))
+        try:
+            self._predict(item, model, sample_ms, out)
+        except BackendError as exc:
+            out.status.CopyFrom(_status(serve_inputs.check(exc), str(exc)))
+            return out
+        out.status.CopyFrom(_status(codes.SUCCESS, "Ok"))
+        return out
+
+    def _predict(self, item: resources_pb2.Input, model: models.EmbeddedModel, sample_ms: int,
+                 out: resources_pb2.Output) -> None:
+        data = serve_inputs.payload(item, self.config.limits)
+        if item.data.HasField("video"):
+            out.data.frames.extend(serve_inputs.predict_video(
+                data, model, sample_ms, self.config.limits))
+        else:
+            out.data.concepts.extend(serve_inputs.predict_image(data, model))
+
+
+def _size(item: resources_pb2.Input) -> int:
+    data = item.data
+    return len(data.video.base64) + len(data.image.base64)
+
+
+def _served_ids() -> set[str]:
+    return {m.id for m in models.EMBEDDED.values()} | set(models.EMBEDDED)
+
+
+def _sample_ms(request: service_pb2.PostModelOutputsRequest) -> int:
+    """Either place clients put it: model.output_info or model.model_version.output_info."""
+    for info in (request.model.model_version.output_info, request.model.output_info):
+        if info.output_config.sample_ms:
+            return int(info.output_config.sample_ms)
+    return DEFAULT_SAMPLE_MS
+
+
+def _overall(outputs: list[resources_pb2.Output]) -> status_pb2.Status:
+    """One input: its own status (so clients checking only the top see it); several: mixed."""
+    if len(outputs) == 1:
+        return outputs[0].status
+    ok = sum(1 for o in outputs if o.status.code == codes.SUCCESS)
+    if ok == len(outputs):
+        return _status(codes.SUCCESS, "Ok")
+    return _status(codes.MIXED_STATUS if ok else codes.FAILURE)
+
+
+def _fault_response(fault: Fault) -> service_pb2.MultiOutputResponse:
+    assert isinstance(fault.code, int)
+    injected = _status(fault.code, f"injected fault: {codes.StatusCode.Name(fault.code)}")
+    if not fault.per_output:
+        return service_pb2.MultiOutputResponse(status=injected)
+    return service_pb2.MultiOutputResponse(
+        status=_status(codes.SUCCESS, "Ok"), outputs=[resources_pb2.Output(status=injected)])
+
+
+class Server:
+    """The gRPC server, usable in process (`start()` returns the bound port) or from the CLI."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._stopping = threading.Event()
+        self.servicer = Servicer(config, self._stopping)
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="serve"),
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                     ("grpc.max_send_message_length", MAX_MESSAGE)])
+        service_pb2_grpc.add_V2Servicer_to_server(self.servicer, self._server)
+        self.port = 0
+
+    def start(self) -> int:
+        """Bind (port 0 picks a free one) and serve; return the bound port."""
+        self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if not self.port:
+            raise OSError(f"cannot bind {self.config.host}:{self.config.port}")
+        self._server.start()
+        log.info("serving clarifai.api.V2/PostModelOutputs on %s:%d", self.config.host,
+                 self.port)
+        return self.port
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Refuse new requests, let those in flight finish (up to `grace` s), close the log."""
+        self._stopping.set()
+        self._server.stop(grace).wait()
+        self.servicer.log.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._server.wait_for_termination(timeout))
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,200 @@
+"""What `serve` does with one input: fetch (URL) or take (bytes), check limits, run the model.
+
+Errors are raised as BackendError subclasses carrying the Clarifai status code to answer with,
+so the server turns every failure of an input into that input's status."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from http.client import HTTPMessage
+from typing import IO
+from urllib.parse import urlparse
+
+import numpy as np
+from clarifai_grpc.grpc.api import resources_pb2
+from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
+
+from pipeline import embedded, frames
+from pipeline.errors import (
+    BackendError,
+    FFmpegError,
+    InputError,
+    OverLimitError,
+    RejectedInputError,
+)
+from pipeline.models import EmbeddedModel
+from pipeline.probe import probe
+from pipeline.types import to_ms
+
+_BATCH = 8
+_READ = 1 << 16
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Clarifai's limits (seed page, decimal): bytes 10 MB, URL 80 MB, 600 s."""
+
+    max_bytes: int = 10_000_000
+    max_url_bytes: int = 80_000_000
+    max_seconds: float = 600.0
+    url_timeout: float = 30.0
+    allow_local_urls: bool = False
+
+
+def kind(item: resources_pb2.Input) -> str:
+    """video-bytes | video-url | image-bytes | image-url | none (for the request log)."""
+    data = item.data
+    for media in ("video", "image"):
+        if data.HasField(media):
+            part = getattr(data, media)
+            return f"{media}-url" if part.url and not part.base64 else f"{media}-bytes"
+    return "none"
+
+
+def payload(item: resources_pb2.Input, limits: InputLimits) -> bytes:
+    """The input's bytes, downloaded if it is a URL, within the size limit for its kind."""
+    data = item.data
+    part = data.video if data.HasField("video") else data.image
+    if part.base64:
+        if len(part.base64) > limits.max_bytes:
+            raise OverLimitError(f"input is {len(part.base64)} bytes; the limit for bytes "
+                                 f"input is {limits.max_bytes}", code=codes.INPUT_VIDEO_OVER_LIMIT)
+        return bytes(part.base64)
+    if part.url:
+        return fetch(part.url, limits)
+    raise RejectedInputError("input has neither bytes (base64) nor a url",
+                             code=codes.INPUT_VIDEO_INVALID_ARGUMENT)
+
+
+# -- URLs ------------------------------------------------------------------------------------
+def fetch(url: str, limits: InputLimits) -> bytes:
+    """GET an http(s) URL: size-capped, time-limited, public addresses only unless allowed."""
+    _check_url(url, limits.allow_local_urls)
+    opener = urllib.request.build_opener(_CheckedRedirects(limits.allow_local_urls))
+    request = urllib.request.Request(url, headers={"User-Agent": "video-pipeline-serve"})
+    try:
+        with opener.open(request, timeout=limits.url_timeout) as resp:
+            return _read_capped(resp, limits.max_url_bytes, time.monotonic() + limits.url_timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        raise RejectedInputError(f"could not download {url}: {exc}",
+                                 code=codes.INPUT_VIDEO_DOWNLOAD_FAILED) from exc
+
+
+def _read_capped(resp: object, cap: int, deadline: float) -> bytes:
+    length = resp.headers.get("Content-Length")  # type: ignore[attr-defined]
+    if length and length.isdigit() and int(length) > cap:
+        raise OverLimitError(f"URL input is {length} bytes; the limit is {cap}",
+                             code=codes.INPUT_VIDEO_OVER_LIMIT)
+    parts: list[bytes] = []
+    size = 0
+    while block := resp.read(_READ):  # type: ignore[attr-defined]
+        size += len(block)
+        if size > cap:
+            raise OverLimitError(f"URL input is over {cap} bytes, the limit",
+                                 code=codes.INPUT_VIDEO_OVER_LIMIT)
+        if time.monotonic() > deadline:
+            raise RejectedInputError("download took too long", code=codes.INPUT_DOWNLOAD_FAILED)
+        parts.append(block)
+    return b"".join(parts)
+
+
+def _check_url(url: str, allow_local: bool) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise RejectedInputError(f"only http(s) URLs are accepted, not {url!r}",
+                                 code=codes.INPUT_VIDEO_INVALID_URL)
+    if allow_local:
+        return
+    try:
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 80, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise RejectedInputError(f"cannot resolve {parsed.hostname}: {exc}",
+                                 code=codes.INPUT_VIDEO_DOWNLOAD_FAILED) from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            raise RejectedInputError(
+                f"{parsed.hostname} is a local or private address ({address}); "
+                "serve refuses those unless started with --allow-local-urls",
+                code=codes.INPUT_VIDEO_INVALID_URL)
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect must pass the same checks as the URL it came from."""
+
+    def __init__(self, allow_local: bool) -> None:
+        self.allow_local = allow_local
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> urllib.request.Request | None:
+        _check_url(newurl, self.allow_local)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+# -- the model ---------------------------------------------------------------------------------
+def predict_video(data: bytes, model: EmbeddedModel, sample_ms: int,
+                  limits: InputLimits) -> list[resources_pb2.Frame]:
+    """One frame per interval, at the middle of the interval, as Clarifai answers."""
+    with tempfile.TemporaryDirectory(prefix="serve-") as tmp:
+        path = os.path.join(tmp, "input")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        duration = _duration(path, limits)
+        grid = frames.clarifai_grid(duration, sample_ms)
+        try:
+            scores = _scores(list(frames.decode(path, grid)), model)
+        except FFmpegError as exc:
+            raise RejectedInputError(f"cannot decode the video: {exc.summary}",
+                                     code=codes.INPUT_VIDEO_UNSUPPORTED_FORMAT) from exc
+    return [resources_pb2.Frame(
+        frame_info=resources_pb2.FrameInfo(index=i, time=to_ms(t)),
+        data=resources_pb2.Data(concepts=concepts(model, row)))
+        for i, (t, row) in enumerate(zip(grid.times(), scores, strict=False))]
+
+
+def _duration(path: str, limits: InputLimits) -> Fraction:
+    try:
+        info = probe(path)
+    except (InputError, FFmpegError) as exc:
+        raise RejectedInputError(f"not a readable video: {exc}",
+                                 code=codes.INPUT_VIDEO_UNSUPPORTED_FORMAT) from exc
+    if info.duration_ms > limits.max_seconds * 1000:
+        raise OverLimitError(f"video is {info.duration_ms / 1000:.1f} s long; the limit is "
+                             f"{limits.max_seconds:g} s", code=codes.INPUT_VIDEO_OVER_LIMIT)
+    return Fraction(info.duration_ms, 1000)
+
+
+def predict_image(data: bytes, model: EmbeddedModel) -> list[resources_pb2.Concept]:
+    try:
+        frame = embedded.image_to_frame(data)
+    except Exception as exc:  # Pillow raises many types for undecodable data
+        raise RejectedInputError(f"cannot decode the image: {exc}",
+                                 code=codes.INPUT_UNSUPPORTED_FORMAT) from exc
+    return concepts(model, embedded.shared(model).scores([frame])[0])
+
+
+def _scores(decoded: Sequence[np.ndarray], model: EmbeddedModel) -> np.ndarray:
+    classifier = embedded.shared(model)
+    rows = [classifier.scores(decoded[i:i + _BATCH]) for i in range(0, len(decoded), _BATCH)]
+    return np.concatenate(rows) if rows else np.zeros((0, len(model.concepts)))
+
+
+def concepts(model: EmbeddedModel, row: np.ndarray) -> list[resources_pb2.Concept]:
+    """Highest value first, as Clarifai lists them."""
+    found = [resources_pb2.Concept(id=cid, name=name, value=float(v), app_id="main")
+             for (cid, name), v in zip(model.concepts, row, strict=True)]
+    return sorted(found, key=lambda c: -c.value)
+
+
+def check(exc: BackendError) -> int:
+    """The Clarifai status code an input error answers with."""
+    return exc.code if isinstance(exc.code, int) else codes.FAILURE

@@ -1,0 +1,103 @@
+"""Session fixtures: videos generated once per test session with the real ffmpeg."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from media import ffmpeg, testsrc  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+def _cached(media_dir: Path, name: str, make: Callable[[Path], object]) -> Path:
+    path = media_dir / name
+    if not path.exists():
+        make(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vbr_video(media_dir: Path) -> Path:
+    """30 s, 320x240, 1 s GOPs; noisy for 3 s of every 6 s, so the bit rate swings ~10x."""
+    return _cached(media_dir, "vbr.mp4", lambda p: testsrc(
+        p, seconds=30, extra_vf="noise=alls=12:allf=t:enable='lt(mod(t,6),3)'", audio=True))
+
+
+@pytest.fixture(scope="session")
+def small_video(media_dir: Path) -> Path:
+    """8 s, 160x120: fits every limit, sent whole."""
+    return _cached(media_dir, "small.mp4", lambda p: testsrc(p, seconds=8, size="160x120"))
+
+
+@pytest.fixture(scope="session")
+def long_gop_video(media_dir: Path) -> Path:
+    """12 s of noise at a high bit rate in ONE keyframe interval: no stream copy can fit 500 kB."""
+    return _cached(media_dir, "longgop.mp4", lambda p: testsrc(
+        p, seconds=12, extra_vf="noise=alls=50:allf=t", codec=[
+            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M", "-g", "1000",
+            "-keyint_min", "1000", "-sc_threshold", "0", "-pix_fmt", "yuv420p"]))
+
+
+@pytest.fixture(scope="session")
+def odd_videos(media_dir: Path) -> dict[str, Path]:
+    """Containers and codecs that need care: AVI with MPEG-4 part 2 (msmpeg4v3) and Cinepak,
+    audio as stream 0, rotation metadata, variable frame rate, MPEG-TS with a start offset,
+    VP9 in WebM, H.264 in Matroska."""
+    noisy = "noise=alls=30:allf=t"
+    out = {
+        "msmpeg4.avi": lambda p: testsrc(p, seconds=12, extra_vf=noisy,
+                                         codec=["-c:v", "msmpeg4", "-q:v", "4", "-g", "60"]),
+        "cinepak.avi": lambda p: testsrc(p, seconds=6, size="160x120",
+                                         codec=["-c:v", "cinepak", "-g", "30"]),
+        "vfr.mkv": lambda p: testsrc(
+            p, seconds=12, extra_vf=f"{noisy},select='not(mod(n\\,3))+gt(n\\,150)'",
+            out_args=["-fps_mode", "vfr"]),
+        "offset.ts": lambda p: testsrc(p, seconds=12, extra_vf=noisy, audio=True,
+                                       out_args=["-output_ts_offset", "7.5"]),
+        "vp9.webm": lambda p: testsrc(p, seconds=8, extra_vf=noisy, codec=[
+            "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M",
+            "-g", "30"]),
+        "h264.mkv": lambda p: testsrc(p, seconds=12, extra_vf=noisy),
+    }
+    videos = {name: _cached(media_dir, name, make) for name, make in out.items()}
+    # ffmpeg 5.1 writes a display matrix from the rotate tag only when stream copying.
+    videos["rotated.mp4"] = _cached(media_dir, "rotated.mp4", lambda p: ffmpeg(
+        "-i", str(videos["h264.mkv"]), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(p)))
+    videos["audio-first.mp4"] = _cached(media_dir, "audio-first.mp4", lambda p: ffmpeg(
+        "-i", str(videos["h264.mkv"]), "-f", "lavfi", "-i", "sine=frequency=300",
+        "-map", "1:a", "-map", "0:v", "-c:v", "copy", "-c:a", "aac", "-shortest", str(p)))
+    return videos
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(media_dir: Path, vbr_video: Path) -> dict[str, Path]:
+    """Inputs that must fail alone, each with a one-line reason."""
+    bad = media_dir / "bad"
+    bad.mkdir(exist_ok=True)
+    empty = bad / "empty.mp4"
+    empty.write_bytes(b"")
+    text = bad / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    truncated = bad / "truncated.mp4"
+    faststart = media_dir / "faststart.mp4"
+    if not faststart.exists():
+        ffmpeg("-i", str(vbr_video), "-c", "copy", "-movflags", "+faststart", str(faststart))
+    truncated.write_bytes(faststart.read_bytes()[: faststart.stat().st_size // 2])
+    audio = bad / "audio-only.mp4"
+    if not audio.exists():
+        ffmpeg("-f", "lavfi", "-i", "sine=frequency=440", "-t", "3", "-c:a", "aac", str(audio))
+    empty_dir = bad / "no-videos"
+    empty_dir.mkdir(exist_ok=True)
+    (empty_dir / "readme.txt").write_text("nothing here")
+    return {"missing": bad / "does-not-exist.mp4", "empty": empty, "text": text,
+            "truncated": truncated, "audio": audio, "empty_dir": empty_dir}

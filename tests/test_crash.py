@@ -1,0 +1,149 @@
+"""Crash safety: SIGKILL at any moment then a rerun (proved on `serve`'s request log), and SIGTERM
+(exit 130, resumable)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from batch_support import (
+    MAX_BYTES,
+    by_source,
+    checkpoints,
+    cli,
+    make_video,
+    run_cli,
+    summary,
+    wait_for,
+)
+
+KEY = "test-key-not-secret"
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 s: six or more chunks at MAX_BYTES."""
+    return make_video(tmp_path_factory.mktemp("crash") / "long.mp4", seconds=24, hue=30)
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`video-pipeline serve` on 127.0.0.1 with a key, 300 ms latency and a request log."""
+    log = tmp_path_factory.mktemp("serve") / "requests.jsonl"
+    proc = cli("serve", "--port", "0", "--api-key", KEY, "--latency-ms", "300",
+               "--request-log", str(log))
+    try:
+        assert proc.stderr is not None
+        line = ""
+        deadline = time.monotonic() + 30
+        while "serving on" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "serve exited before listening"
+        found = re.search(r"serving on [\d.]+:(\d+)", line)
+        assert found, f"serve did not report its port: {line!r}"
+        yield f"127.0.0.1:{found.group(1)}", log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _clarifai(video: Path, out: Path, api: str) -> list[str]:
+    return ["run", str(video), "--out", str(out), "--max-bytes", MAX_BYTES, "--no-progress",
+            "--backend", "clarifai", "--insecure", "--api-base", api, "--concurrency", "2"]
+
+
+def _requests(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _settled(log: Path, quiet: float = 1.5) -> int:
+    """The request count once the log has stopped growing (answers in flight were logged)."""
+    count, since = len(_requests(log)), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        now = len(_requests(log))
+        if now != count:
+            count, since = now, time.monotonic()
+    return count
+
+
+def test_sigkill_then_rerun_sends_no_finished_chunk_again(
+        tmp_path: Path, long_video: Path, serve: tuple[str, Path]) -> None:
+    """Killed with SIGKILL after some chunks are saved, a rerun completes; serve's request log
+    shows no saved chunk sent again, and timeline.json equals an uninterrupted run's."""
+    api, log = serve
+    env = {"CLARIFAI_PAT": KEY}
+    reference = tmp_path / "reference"
+    done = run_cli(*_clarifai(long_video, reference, api), env=env)
+    assert done.returncode == 0, done.stderr
+
+    out = tmp_path / "out"
+    victim = cli(*_clarifai(long_video, out, api), env=env)
+    try:
+        wait_for(lambda: len(checkpoints(out)) >= 2, 60, "two saved chunks")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+    finally:
+        victim.kill()
+        victim.communicate()
+    saved = {int(p.stem.split("-")[1]) for p in checkpoints(out)}
+    chunks = json.loads(next(out.glob("*/chunks.json")).read_text())["chunks"]
+    sizes = {c["index"]: c["size_bytes"] for c in chunks}
+    assert len(set(sizes.values())) == len(sizes), "chunk sizes must tell chunks apart"
+    assert len(saved) < len(chunks), "killed too late to prove anything"
+    before = _settled(log)
+
+    again = run_cli(*_clarifai(long_video, out, api), env=env)
+    assert again.returncode == 0, again.stderr
+    resent = [r["size_bytes"] for r in _requests(log)[before:]]
+    assert not {sizes[i] for i in saved} & set(resent)
+    assert sorted(resent) == sorted(sizes[i] for i in sizes if i not in saved)
+    (entry,) = summary(out)["inputs"]
+    assert (entry["resumed"], entry["requests"]) == (len(saved), len(chunks) - len(saved))
+    name = next(out.glob("*/timeline.json")).relative_to(out)
+    assert (out / name).read_bytes() == (reference / name).read_bytes()
+
+    before = _settled(log, quiet=0.3)
+    rerun = run_cli(*_clarifai(long_video, out, api), env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(_requests(log)) == before
+    assert summary(out)["requests"] == 0
+
+
+def test_sigterm_finishes_in_flight_chunks_exits_130_and_resumes(
+        tmp_path: Path, long_video: Path) -> None:
+    """SIGTERM stops the run: chunks in flight are saved, nothing new starts, exit code 130,
+    summary.json says interrupted; the rerun sends only the rest and exits 0."""
+    out = tmp_path / "out"
+    args = ["run", str(long_video), "--out", str(out), "--max-bytes", MAX_BYTES,
+            "--no-progress", "--concurrency", "1"]
+    proc = cli(*args)
+    try:
+        wait_for(lambda: len(checkpoints(out)) >= 1, 60, "a saved chunk")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "SIGTERM: stopping" in err and "rerun to resume" in err
+    (entry,) = summary(out)["inputs"]
+    assert entry["status"] == "failed" and "interrupted" in entry["error"]
+    saved = len(checkpoints(out))
+    assert 1 <= saved < entry["chunks"]
+    assert not list(out.glob("*/timeline.json"))
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    entry = by_source(out)["long.mp4"]
+    assert (entry["status"], entry["resumed"]) == ("done", saved)
+    assert entry["requests"] == entry["chunks"] - saved

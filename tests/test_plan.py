@@ -1,0 +1,112 @@
+"""The planner is a pure function: any packet list -> chunks within limits, cut on keyframes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.plan import Overhead, plan_chunks
+from pipeline.types import Limits, Packet, PacketScan
+
+OVERHEAD = Overhead()
+
+
+@st.composite
+def packet_lists(draw: st.DrawFn) -> PacketScan:
+    """A decode-order packet list: GOPs of varied length and size, optional B-frame reordering."""
+    fps = draw(st.sampled_from([Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(60)]))
+    gops = draw(st.lists(st.tuples(st.integers(1, 90), st.integers(100, 120_000)),
+                         min_size=1, max_size=60))
+    reorder = draw(st.booleans())
+    start = draw(st.sampled_from([Fraction(0), Fraction(7, 5), Fraction(-1, 30)]))
+    packets: list[Packet] = []
+    n = 0
+    for length, size in gops:
+        times = [start + (n + i) / fps for i in range(length)]
+        if reorder and length >= 3:
+            times[1], times[2] = times[2], times[1]  # decode order != display order
+        for i, t in enumerate(times):
+            packets.append(Packet(t, 1 / fps, size * (4 if i == 0 else 1), i == 0))
+        n += length
+    return PacketScan(tuple(packets))
+
+
+limits_st = st.builds(lambda b, s: Limits("bytes", b, s),
+                      st.integers(150_000, 3_000_000), st.integers(1_000, 20_000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(scan=packet_lists(), limits=limits_st)
+def test_every_copied_chunk_fits_both_limits(scan: PacketScan, limits: Limits) -> None:
+    """A chunk that is stream-copied is planned at or under the byte and duration limits."""
+    for chunk in plan_chunks(scan, limits, OVERHEAD).chunks:
+        if not chunk.reencode:
+            assert chunk.expected_bytes <= limits.max_bytes
+            assert chunk.duration <= limits.max_duration
+
+
+@settings(max_examples=300, deadline=None)
+@given(scan=packet_lists(), limits=limits_st)
+def test_no_frame_is_lost_or_duplicated(scan: PacketScan, limits: Limits) -> None:
+    """Chunks cover the decode-order packets exactly once, in order."""
+    chunks = plan_chunks(scan, limits, OVERHEAD).chunks
+    assert chunks[0].first_packet == 0
+    assert chunks[-1].end_packet == len(scan.video)
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert a.end_packet == b.first_packet
+    assert sum(c.frames for c in chunks) == len(scan.video)
+
+
+@settings(max_examples=300, deadline=None)
+@given(scan=packet_lists(), limits=limits_st)
+def test_cuts_fall_on_keyframes_and_times_are_contiguous(scan: PacketScan, limits: Limits) -> None:
+    """Every chunk after the first starts at a keyframe; each ends where the next starts."""
+    plan = plan_chunks(scan, limits, OVERHEAD)
+    for chunk in plan.chunks[1:]:
+        assert scan.video[chunk.first_packet].key
+    for a, b in zip(plan.chunks, plan.chunks[1:], strict=False):
+        assert a.end == b.start
+    assert plan.chunks[0].start == scan.origin
+    assert plan.chunks[-1].end == scan.end
+
+
+@settings(max_examples=200, deadline=None)
+@given(scan=packet_lists(), limits=limits_st)
+def test_only_oversized_keyframe_intervals_are_reencoded(scan: PacketScan,
+                                                          limits: Limits) -> None:
+    """A re-encode chunk is one where some single keyframe interval could not fit alone."""
+    for chunk in plan_chunks(scan, limits, OVERHEAD).chunks:
+        if chunk.reencode:
+            assert chunk.expected_bytes > limits.max_bytes or chunk.duration > limits.max_duration
+
+
+@settings(max_examples=200, deadline=None)
+@given(scan=packet_lists(), limits=limits_st)
+def test_greedy_packing_wastes_little(scan: PacketScan, limits: Limits) -> None:
+    """Two neighbouring copied chunks could not have been one (the packing is greedy)."""
+    chunks = plan_chunks(scan, limits, OVERHEAD).chunks
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        if a.reencode or b.reencode:
+            continue
+        merged = a.expected_bytes + b.expected_bytes - OVERHEAD.fixed
+        assert merged > limits.max_bytes or b.end - a.start > limits.max_duration
+
+
+def test_a_keyframe_interval_over_the_budget_is_marked_for_reencoding() -> None:
+    """One 5 MB interval under a 1 MB limit becomes a re-encode chunk; its neighbours copy."""
+    fps = Fraction(25)
+    sizes = [(30, 10_000), (30, 170_000), (30, 10_000)]
+    packets = [Packet(Fraction(g * 30 + i) / fps, 1 / fps, size, i == 0)
+               for g, (n, size) in enumerate(sizes) for i in range(n)]
+    plan = plan_chunks(PacketScan(tuple(packets)), Limits("bytes", 1_000_000, 600_000))
+    assert [c.reencode for c in plan.chunks] == [False, True, False]
+    assert [c.frames for c in plan.chunks] == [30, 30, 30]
+
+
+def test_duration_limit_cuts_a_small_video() -> None:
+    """A tiny-bitrate 100 s video under a 30 s limit needs 4 chunks, each at most 30 s."""
+    packets = [Packet(Fraction(i), Fraction(1), 100, i % 5 == 0) for i in range(100)]
+    plan = plan_chunks(PacketScan(tuple(packets)), Limits("bytes", 10_000_000, 30_000))
+    assert [c.duration for c in plan.chunks] == [30, 30, 30, 10]

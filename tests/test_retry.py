@@ -1,0 +1,146 @@
+"""The retry policy and the rate limiter, with tenacity's sleep and the clock injected."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pipeline.errors import AuthError, TransientBackendError
+from pipeline.ratelimit import RateLimiter
+from pipeline.retry import RetryConfig, policy
+
+CONFIG = RetryConfig(attempts=5, base=0.5, cap=30.0, throttle_floor=2.0)
+
+
+def failing(errors: list[Exception], calls: list[int]) -> Callable[[], str]:
+    """A call that raises the given errors in turn, then answers "ok"."""
+
+    def call() -> str:
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    return call
+
+
+def test_transient_errors_are_retried_with_full_jitter_windows() -> None:
+    """Each wait lies in [0, base x 2^(n-1)]: exponential backoff, full jitter."""
+    sleeps: list[float] = []
+    calls: list[int] = []
+    errors: list[Exception] = [TransientBackendError("chunk 0: UNAVAILABLE", code="UNAVAILABLE")
+                               for _ in range(4)]
+    result = policy(CONFIG, sleep=sleeps.append, rng=random.Random(1))(failing(errors, calls))
+    assert result == "ok" and len(calls) == 5 and len(sleeps) == 4
+    for n, wait in enumerate(sleeps, start=1):
+        assert 0 <= wait <= CONFIG.base * 2 ** (n - 1)
+
+
+def test_throttled_answers_wait_longer() -> None:
+    """CONN_THROTTLED waits at least the doubling floor, more than any unthrottled window."""
+    sleeps: list[float] = []
+    errors: list[Exception] = [TransientBackendError("chunk 0: CONN_THROTTLED", code=11005,
+                                                     throttled=True) for _ in range(4)]
+    policy(CONFIG, sleep=sleeps.append, rng=random.Random(1))(failing(errors, []))
+    for n, wait in enumerate(sleeps, start=1):
+        assert wait >= CONFIG.throttle_floor * 2 ** (n - 1) > CONFIG.base * 2 ** (n - 1)
+
+
+def test_permanent_errors_are_not_retried() -> None:
+    """An auth error reaches the caller as itself after one call (reraise, no RetryError)."""
+    sleeps: list[float] = []
+    calls: list[int] = []
+    with pytest.raises(AuthError):
+        policy(CONFIG, sleep=sleeps.append)(failing([AuthError("refused", code=11008)], calls))
+    assert len(calls) == 1 and sleeps == []
+
+
+def test_attempts_are_bounded_and_the_last_error_is_raised() -> None:
+    """After `attempts` tries the last transient error itself is raised."""
+    calls: list[int] = []
+    errors: list[Exception] = [TransientBackendError(f"try {i}") for i in range(10)]
+    with pytest.raises(TransientBackendError, match="try 4"):
+        policy(CONFIG, sleep=lambda s: None)(failing(errors, calls))
+    assert len(calls) == CONFIG.attempts
+
+
+def test_total_time_is_bounded() -> None:
+    """A wait that would pass max_seconds is not taken: the error is raised instead."""
+    calls: list[int] = []
+    config = RetryConfig(attempts=50, max_seconds=1.0, throttle_floor=5.0)
+    errors: list[Exception] = [TransientBackendError("busy", throttled=True) for _ in range(10)]
+    with pytest.raises(TransientBackendError):
+        policy(config, sleep=lambda s: None)(failing(errors, calls))
+    assert len(calls) == 1
+
+
+def test_each_attempt_is_logged_with_the_error_and_the_next_wait(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """One warning per failed attempt: the error (which names chunk and code) and the wait."""
+    errors: list[Exception] = [TransientBackendError("chunk 7: TRY_AGAIN (10030): later")]
+    with caplog.at_level(logging.WARNING, logger="pipeline.retry"):
+        policy(CONFIG, sleep=lambda s: None)(failing(errors, []))
+    (record,) = caplog.records
+    assert "chunk 7: TRY_AGAIN (10030)" in record.getMessage()
+    assert "next try in" in record.getMessage()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_rate_limiter_allows_a_burst_then_never_more_than_rate_per_second() -> None:
+    """25 starts at 10/s: 10 at once, then no window of 1 s ever holds more than 10."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(25):
+        limiter.acquire()
+        starts.append(clock.now)
+    assert starts[:10] == [0.0] * 10
+    for i, t in enumerate(starts):
+        assert sum(1 for u in starts[i:] if u < t + 1.0) <= 10
+    assert starts[-1] == pytest.approx(2 * limiter.window)
+
+
+def test_rate_limiter_below_one_request_a_second() -> None:
+    """0.5/s means one start every 2 s."""
+    clock = FakeClock()
+    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(3):
+        limiter.acquire()
+        starts.append(clock.now)
+    assert starts == pytest.approx([0.0, 2.02, 4.04])
+
+
+def test_rate_limiter_is_shared_across_threads() -> None:
+    """4 threads, 32 starts at 20/s: the last start can come no sooner than 1 s in."""
+    limiter = RateLimiter(20)
+    began = time.monotonic()
+    ends: list[float] = []
+
+    def worker() -> None:
+        for _ in range(8):
+            limiter.acquire()
+            ends.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ends) == 32
+    assert 0.95 <= max(ends) < 3.0  # starts 21..32 wait for the first second to pass

@@ -1,0 +1,124 @@
+"""Splitting real video with the real ffmpeg: chunks fit, no frame is lost, starts are measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from media import ffprobe_count, ffprobe_duration
+
+from pipeline import segment
+from pipeline.probe import probe
+from pipeline.segment import SegmentOptions, split
+from pipeline.types import Chunk, Limits
+
+SMALL = Limits("bytes", 400_000, 600_000)
+
+
+def assert_fits_and_conserves(source: Path, chunks: list[Chunk], limits: Limits) -> None:
+    """Every chunk is within both limits, and the chunks' frames add up to the source's."""
+    for chunk in chunks:
+        assert Path(chunk.path).stat().st_size == chunk.size_bytes
+        assert chunk.size_bytes <= limits.max_bytes, chunk
+        assert ffprobe_duration(chunk.path) <= limits.max_duration_ms / 1000 + 1e-6
+    assert sum(ffprobe_count(c.path) for c in chunks) == ffprobe_count(source)
+
+
+def assert_contiguous(chunks: list[Chunk]) -> None:
+    """Each chunk starts where the previous one ends, and its length is its file's length."""
+    assert chunks[0].start == 0
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert a.end == b.start
+    for c in chunks:
+        assert abs(ffprobe_duration(c.path) - float(c.duration)) < 0.002
+
+
+def test_vbr_video_splits_under_a_small_budget(vbr_video: Path, tmp_path: Path) -> None:
+    """Variable bit rate, 400 kB budget: all chunks fit, frames conserved, starts contiguous."""
+    info = probe(str(vbr_video))
+    chunks = split(info, SMALL, str(tmp_path))
+    assert len(chunks) >= 4
+    assert_fits_and_conserves(vbr_video, chunks, SMALL)
+    assert_contiguous(chunks)
+    assert not any(c.reencoded for c in chunks)
+
+
+def test_chunk_count_is_close_to_the_lower_bound(vbr_video: Path, tmp_path: Path) -> None:
+    """Greedy packing by real packet bytes: at most one chunk over ceil(video bytes / budget)
+    when keyframe intervals are small against the budget."""
+    info = probe(str(vbr_video))
+    assert info.scan is not None
+    video_bytes = sum(p.size for p in info.scan.video)
+    limits = Limits("bytes", 1_000_000, 600_000)
+    chunks = split(info, limits, str(tmp_path))
+    assert len(chunks) <= -(-video_bytes // limits.max_bytes) + 1
+    assert max(c.size_bytes for c in chunks[:-1]) > 0.85 * limits.max_bytes
+
+
+def test_duration_limit_is_honoured(vbr_video: Path, tmp_path: Path) -> None:
+    """A 7 s limit on a 30 s video: every chunk at most 7 s, none lost."""
+    limits = Limits("bytes", 10_000_000, 7_000)
+    chunks = split(probe(str(vbr_video)), limits, str(tmp_path))
+    assert len(chunks) == 5
+    assert_fits_and_conserves(vbr_video, chunks, limits)
+
+
+def test_a_video_that_fits_is_sent_whole_untouched(small_video: Path, tmp_path: Path) -> None:
+    """No chunk file is written: the one chunk is the source itself."""
+    chunks = split(probe(str(small_video)), Limits(), str(tmp_path))
+    assert [c.path for c in chunks] == [str(small_video)]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_gop_stretch_is_reencoded_to_fit(long_gop_video: Path, tmp_path: Path) -> None:
+    """One 12 s keyframe interval of ~3 MB under a 500 kB budget is re-encoded, then fits."""
+    limits = Limits("bytes", 500_000, 600_000)
+    info = probe(str(long_gop_video))
+    assert segment.make_plan(info, limits).chunks[0].reencode
+    chunks = split(info, limits, str(tmp_path))
+    assert len(chunks) >= 2 and all(c.reencoded for c in chunks)
+    assert_fits_and_conserves(long_gop_video, chunks, limits)
+    assert_contiguous(chunks)
+
+
+def test_keep_audio_keeps_the_audio_track(vbr_video: Path, tmp_path: Path) -> None:
+    """With keep_audio the chunks carry audio and still fit; by default they do not."""
+    limits = Limits("bytes", 600_000, 600_000)
+    with_audio = split(probe(str(vbr_video), keep_audio=True), limits, str(tmp_path / "a"),
+                       SegmentOptions(keep_audio=True))
+    without = split(probe(str(vbr_video)), limits, str(tmp_path / "v"))
+    assert probe(with_audio[0].path, scan=False).audio is not None
+    assert probe(without[0].path, scan=False).audio is None
+    assert_fits_and_conserves(vbr_video, with_audio, limits)
+
+
+@pytest.mark.parametrize("name", ["msmpeg4.avi", "cinepak.avi", "rotated.mp4", "vfr.mkv",
+                                  "offset.ts", "vp9.webm", "h264.mkv", "audio-first.mp4"])
+def test_odd_containers_and_codecs_split_into_fitting_chunks(
+        name: str, odd_videos: dict[str, Path], tmp_path: Path) -> None:
+    """Each odd input becomes MP4 chunks within the limits with every frame kept (codecs MP4
+    cannot carry are transcoded to H.264 first, so they may need fewer chunks)."""
+    source = odd_videos[name]
+    info = probe(str(source))
+    limits = Limits("bytes", max(100_000, info.size_bytes // 3), 600_000)
+    chunks = split(info, limits, str(tmp_path))
+    assert len(chunks) >= (2 if segment.copyable(info) else 1)
+    assert all(c.reencoded for c in chunks) != segment.copyable(info)
+    assert_fits_and_conserves(source, chunks, limits)
+    assert chunks[0].start == 0
+    assert abs(float(chunks[-1].end) - info.duration_ms / 1000) < 0.05
+
+
+def test_rotation_survives_stream_copy(odd_videos: dict[str, Path], tmp_path: Path) -> None:
+    """A 90-degree rotated source gives chunks that still say they are rotated."""
+    info = probe(str(odd_videos["rotated.mp4"]))
+    assert info.video.rotation in (90, 270)
+    chunks = split(info, Limits("bytes", info.size_bytes // 3, 600_000), str(tmp_path))
+    assert probe(chunks[0].path, scan=False).video.rotation == info.video.rotation
+
+
+def test_transport_stream_start_offset_is_time_zero(odd_videos: dict[str, Path]) -> None:
+    """An MPEG-TS whose clock starts at ~8.9 s still maps its first frame to time 0."""
+    info = probe(str(odd_videos["offset.ts"]))
+    assert info.scan is not None and info.scan.origin > 5
+    assert abs(info.duration_ms - 12_000) < 100

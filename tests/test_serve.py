@@ -1,0 +1,347 @@
+"""`serve` as Clarifai's clients see it: real gRPC on 127.0.0.1, Clarifai's own stub."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import media
+import pytest
+from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
+from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
+from clarifai_grpc.grpc.api.status import status_code_pb2
+from PIL import Image
+
+from pipeline.serve import ServeConfig, Server
+from pipeline.serve_inputs import InputLimits
+
+KEY = "serve-test-key"
+METADATA = (("authorization", f"Key {KEY}"),)
+REPO = Path(__file__).resolve().parents[1]
+NSFW_ID = "e9576d86d2004ed1a38ba0cf39ecb4b1"  # the seed page's id for Clarifai's NSFW model
+
+# The seed page's Python example "Via bytes" (shared/reference/clarifai-video-predict.md),
+# verbatim; only the {PLACEHOLDERS} are filled in, as a user would.
+SEED_EXAMPLE = '''
+# Insert here the initialization code as outlined on this page:
+# https://docs.clarifai.com/api-guide/api-overview/api-clients#client-installation-instructions
+
+with open("{YOUR_VIDEO_FILE_LOCATION}", "rb") as f:
+    file_bytes = f.read()
+
+post_model_outputs_response = stub.PostModelOutputs(
+    service_pb2.PostModelOutputsRequest(
+        model_id="{THE_MODEL_ID}",
+        version_id="{THE_MODEL_VERSION_ID}",  # This is optional. Defaults to the latest model version.
+        inputs=[
+            resources_pb2.Input(
+                data=resources_pb2.Data(
+                    video=resources_pb2.Video(
+                        base64=file_bytes
+                    )
+                )
+            )
+        ]
+    ),
+    metadata=metadata
+)
+if post_model_outputs_response.status.code != status_code_pb2.SUCCESS:
+    raise Exception("Post model outputs failed, status: " + post_model_outputs_response.status.description)
+
+# Since we have one input, one output will exist here.
+output = post_model_outputs_response.outputs[0]
+
+# A separate prediction is available for each "frame".
+for frame in output.data.frames:
+    print("Predicted concepts on frame " + str(frame.frame_info.time) + ":")
+    for concept in frame.data.concepts:
+        print("\\t%s %.2f" % (concept.name, concept.value))
+'''  # noqa: E501
+
+
+@pytest.fixture(scope="session")
+def short_video(media_dir: Path) -> Path:
+    """4 s, 160x120, 10 fps."""
+    path = media_dir / "serve-short.mp4"
+    if not path.exists():
+        media.testsrc(path, seconds=4, size="160x120", rate=10, gop=10)
+    return path
+
+
+@pytest.fixture(scope="session")
+def png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
+
+    def start(**options: Any) -> Server:
+        options.setdefault("request_log", str(tmp_path / f"requests-{len(started)}.jsonl"))
+        options.setdefault("api_key", KEY)
+        server = Server(ServeConfig(port=0, **options))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(grace=0)
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A plain HTTP server on 127.0.0.1 serving a folder: (folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def stub(server: Server) -> service_pb2_grpc.V2Stub:
+    channel = ClarifaiChannel.get_insecure_grpc_channel(base="127.0.0.1", port=server.port)
+    return service_pb2_grpc.V2Stub(channel)
+
+
+def predict(server: Server, *inputs: resources_pb2.Input, model_id: str = "nsfw",
+            model: resources_pb2.Model | None = None,
+            metadata: tuple[tuple[str, str], ...] = METADATA,
+            ) -> service_pb2.MultiOutputResponse:
+    request = service_pb2.PostModelOutputsRequest(model_id=model_id, inputs=list(inputs),
+                                                  model=model)
+    return stub(server).PostModelOutputs(request, metadata=metadata, timeout=60)
+
+
+def video(data: bytes = b"", url: str = "") -> resources_pb2.Input:
+    return resources_pb2.Input(data=resources_pb2.Data(
+        video=resources_pb2.Video(base64=data, url=url)))
+
+
+def image(data: bytes = b"", url: str = "") -> resources_pb2.Input:
+    return resources_pb2.Input(data=resources_pb2.Data(
+        image=resources_pb2.Image(base64=data, url=url)))
+
+
+def logged(server: Server) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(str(server.config.request_log)).read_text()
+            .splitlines()]
+
+
+def test_the_seed_pages_python_example_runs_unchanged(
+        serve: Callable[..., Server], short_video: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Clarifai's own "via bytes" example, placeholders filled, prints a frame every second."""
+    server = serve()
+    code = (SEED_EXAMPLE.replace("{YOUR_VIDEO_FILE_LOCATION}", str(short_video))
+            .replace("{THE_MODEL_ID}", NSFW_ID)
+            .replace("{THE_MODEL_VERSION_ID}", "aa7f35c01e0642fda5cf400f543e7c40"))
+    exec(code, {"stub": stub(server), "metadata": METADATA, "service_pb2": service_pb2,
+                "resources_pb2": resources_pb2, "status_code_pb2": status_code_pb2})
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("Predicted")] == [
+        f"Predicted concepts on frame {t}:" for t in (500, 1500, 2500, 3500)]
+    assert "\tsfw " in out and "\tnsfw " in out
+
+
+def test_frames_carry_index_time_and_concepts(serve: Callable[..., Server],
+                                              short_video: Path) -> None:
+    """Mid-interval times, indexes from 0, both concepts with ids, highest value first."""
+    response = predict(serve(), video(short_video.read_bytes()))
+    assert response.status.code == status_code_pb2.SUCCESS
+    (output,) = response.outputs
+    assert output.status.code == status_code_pb2.SUCCESS
+    assert [(f.frame_info.index, f.frame_info.time) for f in output.data.frames] == [
+        (0, 500), (1, 1500), (2, 2500), (3, 3500)]
+    concepts = output.data.frames[0].data.concepts
+    assert {(c.id, c.name) for c in concepts} == {("ai_RT20lm2Q", "sfw"), ("ai_KxzHKtPl", "nsfw")}
+    assert concepts[0].value >= concepts[1].value
+    assert abs(sum(c.value for c in concepts) - 1) < 1e-3
+
+
+@pytest.mark.parametrize("where", ["model_version", "model"])
+def test_sample_ms_is_read_from_either_place(serve: Callable[..., Server], short_video: Path,
+                                             where: str) -> None:
+    """model.model_version.output_info (the SDK) or model.output_info (the docs)."""
+    info = resources_pb2.OutputInfo(output_config=resources_pb2.OutputConfig(sample_ms=500))
+    model = (resources_pb2.Model(model_version=resources_pb2.ModelVersion(output_info=info))
+             if where == "model_version" else resources_pb2.Model(output_info=info))
+    response = predict(serve(), video(short_video.read_bytes()), model=model)
+    assert [f.frame_info.time for f in response.outputs[0].data.frames] == list(
+        range(250, 4000, 500))
+
+
+def test_image_input_gets_concepts(serve: Callable[..., Server], png: bytes) -> None:
+    """An image answers with data.concepts, no frames."""
+    response = predict(serve(), image(png))
+    assert response.status.code == status_code_pb2.SUCCESS
+    output = response.outputs[0]
+    assert {c.name for c in output.data.concepts} == {"sfw", "nsfw"} and not output.data.frames
+
+
+def test_url_inputs_are_fetched_when_local_urls_are_allowed(
+        serve: Callable[..., Server], web: tuple[Path, str], short_video: Path,
+        png: bytes) -> None:
+    """Video and image URLs over http, from a test web server on 127.0.0.1."""
+    root, base = web
+    (root / "v.mp4").write_bytes(short_video.read_bytes())
+    (root / "i.png").write_bytes(png)
+    server = serve(limits=InputLimits(allow_local_urls=True))
+    response = predict(server, video(url=f"{base}/v.mp4"))
+    assert response.status.code == status_code_pb2.SUCCESS
+    assert len(response.outputs[0].data.frames) == 4
+    response = predict(server, image(url=f"{base}/i.png"))
+    assert len(response.outputs[0].data.concepts) == 2
+    assert [r["kind"] for r in logged(server)] == ["video-url", "image-url"]
+
+
+def test_local_and_non_http_urls_are_refused_by_default(
+        serve: Callable[..., Server], web: tuple[Path, str]) -> None:
+    """Loopback without --allow-local-urls, and file:// always: INPUT_VIDEO_INVALID_URL."""
+    server = serve()
+    for url in (f"{web[1]}/v.mp4", "file:///etc/passwd"):
+        response = predict(server, video(url=url))
+        assert response.status.code == status_code_pb2.INPUT_VIDEO_INVALID_URL, url
+        assert response.outputs[0].status.code == status_code_pb2.INPUT_VIDEO_INVALID_URL
+
+
+def test_url_downloads_are_size_capped(serve: Callable[..., Server],
+                                      web: tuple[Path, str]) -> None:
+    """A URL larger than the URL limit is refused as over the limit."""
+    root, base = web
+    (root / "big.mp4").write_bytes(b"\0" * 300_000)
+    server = serve(limits=InputLimits(max_url_bytes=200_000, allow_local_urls=True))
+    response = predict(server, video(url=f"{base}/big.mp4"))
+    assert response.status.code == status_code_pb2.INPUT_VIDEO_OVER_LIMIT
+
+
+def test_unknown_model_gets_model_does_not_exist(serve: Callable[..., Server],
+                                                 png: bytes) -> None:
+    """Only ids that map to the embedded model are served."""
+    response = predict(serve(), image(png), model_id="general-image-recognition")
+    assert response.status.code == status_code_pb2.MODEL_DOES_NOT_EXIST
+    for model_id in ("nsfw", "nsfw-recognition", NSFW_ID):
+        assert predict(serve(), image(png), model_id=model_id).status.code == 10000
+
+
+def test_requests_without_the_key_get_a_conn_status(serve: Callable[..., Server],
+                                                    png: bytes) -> None:
+    """No key: CONN_KEY_NOT_FOUND; a wrong key: CONN_KEY_INVALID. Nothing is predicted."""
+    server = serve()
+    assert predict(server, image(png), metadata=()).status.code == \
+        status_code_pb2.CONN_KEY_NOT_FOUND
+    wrong = (("authorization", "Key nope"),)
+    assert predict(server, image(png), metadata=wrong).status.code == \
+        status_code_pb2.CONN_KEY_INVALID
+
+
+def test_too_large_and_too_long_inputs_get_a_status_quickly(
+        serve: Callable[..., Server], short_video: Path) -> None:
+    """Over --max-bytes, and over --max-seconds: INPUT_VIDEO_OVER_LIMIT, not a hang."""
+    server = serve(limits=InputLimits(max_bytes=20_000, max_seconds=2))
+    big = predict(server, video(b"\0" * 5_000_000))  # over gRPC's default 4 MiB, too
+    assert big.status.code == status_code_pb2.INPUT_VIDEO_OVER_LIMIT
+    assert "5000000 bytes" in big.status.description
+    server = serve(limits=InputLimits(max_seconds=2))
+    began = time.monotonic()
+    long = predict(server, video(short_video.read_bytes()))
+    assert long.status.code == status_code_pb2.INPUT_VIDEO_OVER_LIMIT
+    assert "4.0 s long" in long.status.description and time.monotonic() - began < 10
+
+
+def test_requests_are_served_concurrently(serve: Callable[..., Server], png: bytes) -> None:
+    """Four requests with 600 ms latency each take well under 4 x 600 ms."""
+    server = serve(latency_ms=600, workers=4)
+    began = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: predict(server, image(png)).status.code, range(4)))
+    assert codes == [10000] * 4 and time.monotonic() - began < 1.8
+
+
+def test_request_log_has_one_line_per_request(serve: Callable[..., Server], png: bytes,
+                                              short_video: Path) -> None:
+    """time, model, input kind, size, status, fault."""
+    server = serve()
+    predict(server, image(png))
+    predict(server, video(short_video.read_bytes()), model_id="bogus")
+    first, second = logged(server)
+    assert first["kind"] == "image-bytes" and first["size_bytes"] == len(png)
+    assert first["status"] == 10000 and first["fault"] is None and first["model"] == "nsfw"
+    assert second["status"] == 21200 and second["kind"] == "video-bytes"
+    assert second["time"] >= first["time"]
+
+
+def test_faults_are_transient_codes_and_follow_the_seed(serve: Callable[..., Server],
+                                                        png: bytes) -> None:
+    """The same seed gives the same fault sequence; every fault is a retryable code."""
+    retryable = {"grpc:UNAVAILABLE"} | {f"status:{c}" for c in (
+        10030, 11005, 21351, 21352, 21354, 21355, 40030, 40031, 40032, 98004)} | {
+        "output:21354"}
+    runs = []
+    for _ in range(2):
+        server = serve(fault_rate=0.5, fault_seed=42)
+        for _ in range(12):
+            try:
+                predict(server, image(png))
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+        runs.append([r["fault"] for r in logged(server)])
+    assert runs[0] == runs[1]
+    faults = {f for f in runs[0] if f}
+    assert faults and faults <= retryable and 3 <= len([f for f in runs[0] if f]) <= 10
+
+
+def test_other_v2_methods_are_unimplemented(serve: Callable[..., Server]) -> None:
+    """Only PostModelOutputs is served."""
+    with pytest.raises(grpc.RpcError) as caught:
+        stub(serve()).ListModels(service_pb2.ListModelsRequest(), metadata=METADATA, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_sigterm_stops_the_server_cleanly_after_requests_in_flight(png: bytes,
+                                                                    tmp_path: Path) -> None:
+    """`python -m pipeline serve`: SIGTERM lets the running request finish, then exits 0."""
+    env = {**os.environ, "VIDEO_PIPELINE_API_KEY": KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--port", "0", "--latency-ms", "1500"],
+        cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = ""
+        while "serving on" not in line:
+            line = proc.stderr.readline()
+            assert line, "serve exited before listening"
+        port = int(line.rsplit(":", 1)[1])
+        channel = ClarifaiChannel.get_insecure_grpc_channel(base="127.0.0.1", port=port)
+        request = service_pb2.PostModelOutputsRequest(model_id="nsfw", inputs=[image(png)])
+        future = service_pb2_grpc.V2Stub(channel).PostModelOutputs.future(
+            request, metadata=METADATA, timeout=30)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert future.result().status.code == status_code_pb2.SUCCESS
+        assert proc.wait(timeout=15) == 0
+        assert "stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
