@@ -39,7 +39,7 @@ from pipeline.stopping import StopCheck, StopFlag
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.5
-_CONNECT_TIMEOUT_S = 30
+_CONNECT_TIMEOUT_S = 10
 _BACKENDS: dict[tuple[Any, ...], Backend] = {}
 _BACKENDS_LOCK = threading.Lock()
 
