@@ -29,6 +29,7 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
     video = scan_packets(path, info.video)
     audio = scan_packets(path, info.audio) if keep_audio and info.audio else ()
     _check_complete(path, info.size_bytes, video + audio)
+    _check_all_frames_read(path, info, len(video))
     return _with_scan(info, PacketScan(tuple(p for p, _ in video), tuple(p for p, _ in audio)))
 
 
@@ -94,6 +95,7 @@ def _parse_stream(raw: dict[str, Any]) -> StreamInfo:
         duration_ms=to_ms(duration) if duration is not None else None,
         bit_rate=_int(raw.get("bit_rate")),
         is_cover_art=bool(raw.get("disposition", {}).get("attached_pic", 0)),
+        frame_count=_int(raw.get("nb_frames")),
     )
 
 
@@ -151,6 +153,15 @@ def _parse_packets(text: str, stream: StreamInfo) -> tuple[tuple[Packet, int], .
                         (pos + size) if pos is not None and pos >= 0 else -1))
         last_end = pts + duration
     return tuple(packets)
+
+
+def _check_all_frames_read(path: str, info: VideoInfo, scanned: int) -> None:
+    """ffprobe stops quietly where the data ends; an MP4 index that promises more frames than
+    could be read means the file was cut short (moov first, media data truncated)."""
+    declared = info.video.frame_count
+    if declared and scanned < declared:
+        raise InputError(path, f"truncated: only {scanned} of the {declared} video frames its "
+                               "index lists could be read")
 
 
 def _check_complete(path: str, size: int, packets: tuple[tuple[Packet, int], ...]) -> None:

@@ -62,6 +62,7 @@ class StreamInfo:
     duration_ms: int | None = None
     bit_rate: int | None = None
     is_cover_art: bool = False
+    frame_count: int | None = None  # as the container's index declares it (MP4/MOV do)
 
 
 @dataclass(frozen=True)
