@@ -131,11 +131,13 @@ class Servicer(service_pb2_grpc.V2Servicer):
 
     def PostModelOutputs(self, request: service_pb2.PostModelOutputsRequest,  # noqa: N802
                          context: grpc.ServicerContext) -> service_pb2.MultiOutputResponse:
+        arrived = time.monotonic()
         entry: dict[str, Any] = {
             "time": round(time.time(), 6), "model": request.model_id,
             "kind": ",".join(serve_inputs.kind(i) for i in request.inputs) or "none",
             "size_bytes": sum(_size(i) for i in request.inputs), "fault": None}
         answer = self._answer(request, context, entry)
+        self._delay(context, until=arrived + self.config.latency_ms / 1000)
         entry["seconds"] = round(time.time() - entry["time"], 6)
         if isinstance(answer, Fault):
             entry["status"] = answer.label
@@ -152,7 +154,6 @@ class Servicer(service_pb2_grpc.V2Servicer):
         refused = self._check_key(context)
         if refused is not None:
             return service_pb2.MultiOutputResponse(status=refused)
-        self._delay(context)
         fault = self._faults.draw()
         if fault is not None:
             entry["fault"] = fault.label
@@ -181,9 +182,9 @@ class Servicer(service_pb2_grpc.V2Servicer):
                            "application pair")
         return None
 
-    def _delay(self, context: grpc.ServicerContext) -> None:
-        """Added latency; cut short when the client goes away or the server stops."""
-        until = time.monotonic() + self.config.latency_ms / 1000
+    def _delay(self, context: grpc.ServicerContext, until: float) -> None:
+        """--latency-ms is the least time an answer takes, our own work included (as Clarifai's
+        latency includes its work); cut short if the client goes away or the server stops."""
         while (left := until - time.monotonic()) > 0 and context.is_active():
             if self._stopping.wait(min(left, 0.05)):
                 return

@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fault-seed", type=int, default=0)
     p.add_argument("--fault-codes", default=None, help="comma-separated faults to draw from, "
                    "e.g. UNAVAILABLE,11005,output:21354 (default: every retryable code)")
-    p.add_argument("--latency-ms", type=int, default=0, help="added to every request")
+    p.add_argument("--latency-ms", type=int, default=0,
+                   help="least time an answer takes (our own work counts toward it)")
     p.add_argument("--request-log", default=None, help="append one JSON line per request")
     p.add_argument("--allow-local-urls", action="store_true",
                    help="fetch URLs on loopback and private addresses (refused by default)")

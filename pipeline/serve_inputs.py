@@ -23,7 +23,7 @@ import numpy as np
 from clarifai_grpc.grpc.api import resources_pb2
 from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
 
-from pipeline import embedded, frames
+from pipeline import embedded, frames, mp4
 from pipeline.errors import (
     BackendError,
     FFmpegError,
@@ -162,15 +162,20 @@ def predict_video(data: bytes, model: EmbeddedModel, sample_ms: int,
 
 
 def _duration(path: str, limits: InputLimits) -> Fraction:
-    try:
-        info = probe(path)
-    except (InputError, FFmpegError) as exc:
-        raise RejectedInputError(f"not a readable video: {exc}",
-                                 code=codes.INPUT_VIDEO_UNSUPPORTED_FORMAT) from exc
-    if info.duration_ms > limits.max_seconds * 1000:
-        raise OverLimitError(f"video is {info.duration_ms / 1000:.1f} s long; the limit is "
+    """From the MP4 index when there is one (no process: ffprobe costs ~0.15 s a request),
+    else from ffprobe's packets."""
+    track = mp4.video_track(path)
+    duration = track.duration if track is not None and track.frames else None
+    if duration is None:
+        try:
+            duration = Fraction(probe(path).duration_ms, 1000)
+        except (InputError, FFmpegError) as exc:
+            raise RejectedInputError(f"not a readable video: {exc}",
+                                     code=codes.INPUT_VIDEO_UNSUPPORTED_FORMAT) from exc
+    if duration > limits.max_seconds:
+        raise OverLimitError(f"video is {float(duration):.1f} s long; the limit is "
                              f"{limits.max_seconds:g} s", code=codes.INPUT_VIDEO_OVER_LIMIT)
-    return Fraction(info.duration_ms, 1000)
+    return duration
 
 
 def predict_image(data: bytes, model: EmbeddedModel) -> list[resources_pb2.Concept]:
