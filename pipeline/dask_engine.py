@@ -51,6 +51,25 @@ def run(settings: Settings, out: str, sources: list[str], *,
     stop = stop or StopFlag()
     outdir = Path(out).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
+    expanded = [_for_workers(s) for s in inputs.expand(sources)]
+    # Done videos are skipped here, before any cluster is reached: a nightly rerun over a folder
+    # that holds nothing new costs what a local rerun costs.
+    checker = Runner(settings, str(outdir), stop=stop, summary=False)
+    known = {i: o for i, s in enumerate(expanded) if (o := checker.skipped_if_done(s))}
+    todo = [s for i, s in enumerate(expanded) if i not in known]
+    ran = iter(_on_cluster(distributed, settings, outdir, todo, stop) if todo else [])
+    outcomes = [known[i] if i in known else next(ran) for i in range(len(expanded))]
+    write_summary(Path(out), outcomes)
+    for o in outcomes:
+        if o.status == "failed":
+            log.error("%s", o.error)
+    if stop.is_set():
+        raise Interrupted("stopped before every input was done")
+    return outcomes
+
+
+def _on_cluster(distributed: Any, settings: Settings, outdir: Path,
+                sources: list[inputs.Source], stop: StopFlag) -> list[Outcome]:
     client, cluster = _connect(distributed, settings.dask or "local")
     try:
         check_shared(client, outdir)
@@ -59,19 +78,11 @@ def run(settings: Settings, out: str, sources: list[str], *,
             settings, rate_limit=settings.rate_limit / workers, progress=False, dask=None)
         log.info("dask: %d workers at %s; each gets %.3g requests/s of --rate-limit %.3g",
                  workers, client.scheduler.address, task_settings.rate_limit, settings.rate_limit)
-        outcomes = _run_tasks(distributed, client, task_settings, outdir,
-                              [_for_workers(s) for s in inputs.expand(sources)], stop)
+        return _run_tasks(distributed, client, task_settings, outdir, sources, stop)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    write_summary(Path(out), outcomes)
-    for o in outcomes:
-        if o.status == "failed":
-            log.error("%s", o.error)
-    if stop.is_set():
-        raise Interrupted("stopped before every input was done")
-    return outcomes
 
 
 def _import_distributed() -> Any:

@@ -133,6 +133,19 @@ class Runner:
                 self._finish(job)
         return self.outcomes[-1]
 
+    def skipped_if_done(self, source: inputs.Source) -> Outcome | None:
+        """A "skipped" outcome if this local file's video is already done (read: its id and
+        timeline.json; no probe, no lock, no request), else None."""
+        if source.error or source.is_url or not Path(source.path).is_file():
+            return None
+        started = time.monotonic()
+        outcome = Outcome(source.display, id=inputs.video_id(source.path))
+        if not self._finished(store.VideoDir(self.out, outcome.id or "")):
+            return None
+        outcome.status, outcome.note = "skipped", "already done"
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
     def _run_all(self, sources: list[inputs.Source], pool: ThreadPoolExecutor) -> None:
         pending: list[_Job] = []
         try:
