@@ -30,7 +30,7 @@ class Grid:
 
 
 def clarifai_grid(duration: Fraction, sample_ms: int) -> Grid:
-    """Clarifai's sampling: the middle of each interval, for every interval that starts in the file."""
+    """Clarifai's sampling: the middle of each interval that starts in the file."""
     step = Fraction(sample_ms, 1000)
     count = max(1, math.ceil(duration / step)) if duration > 0 else 1
     first = step / 2

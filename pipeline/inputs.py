@@ -37,7 +37,7 @@ _MAGIC = (
     (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"), (0, b"OggS"), (0, b"YUV4MPEG2"),
 )
 _SAMPLE = 64 * 1024
-_SAMPLES = 8
+_SAMPLES = 16
 DOWNLOAD_MAX_BYTES = int(os.environ.get("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", 20_000_000_000))
 DOWNLOAD_TIMEOUT_S = float(os.environ.get("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", 30))
 _COPY_BLOCK = 1 << 20
@@ -207,13 +207,13 @@ def _copy_capped(resp: Any, fh: BinaryIO, max_bytes: int, shown: str) -> None:
         raise InputError(shown, "download is empty (0 bytes)")
 
 
-def fingerprint(path: str, *, with_mtime: bool = True) -> str:
-    """A cheap content fingerprint: the size, the modification time (so an edit in a stretch the
-    samples miss still counts as a change) and eight 64 KiB samples spread over the file."""
+def fingerprint(path: str) -> str:
+    """A cheap content fingerprint: the size and 64 KiB samples spread over the file (the first
+    and last included, where MP4/MOV keep their index). Content only: a copied, moved or touched
+    file keeps its id and is not redone; an edit that keeps the size and misses every sample
+    is not seen (use --force)."""
     stat = os.stat(path)
     digest = hashlib.sha256(str(stat.st_size).encode())
-    if with_mtime:
-        digest.update(f":{stat.st_mtime_ns}".encode())
     with open(path, "rb") as fh:
         for i in range(_SAMPLES):
             fh.seek(max(0, (stat.st_size - _SAMPLE) * i // (_SAMPLES - 1)))
@@ -221,12 +221,12 @@ def fingerprint(path: str, *, with_mtime: bool = True) -> str:
     return digest.hexdigest()
 
 
-def video_id(path: str, *, name: str | None = None, with_mtime: bool = True) -> str:
+def video_id(path: str, *, name: str | None = None) -> str:
     """Stable for the same content; different for different content under the same name.
     `name` gives the stem for a downloaded file (the URL's file name)."""
     stem = _safe(Path(name or path).stem, 48) or "video"
     try:
-        return f"{stem}-{fingerprint(path, with_mtime=with_mtime)[:12]}"
+        return f"{stem}-{fingerprint(path)[:12]}"
     except OSError:
         return f"{stem}-{hashlib.sha256(path.encode()).hexdigest()[:12]}"
 

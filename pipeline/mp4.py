@@ -17,6 +17,7 @@ _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 class TrackSummary:
     frames: int
     duration: Fraction
+    starts_on_keyframe: bool = True
 
 
 def video_track(path: str) -> TrackSummary | None:
@@ -96,4 +97,140 @@ def _video_summary(trak: bytes) -> TrackSummary | None:
     else:
         timescale, duration = struct.unpack_from(">II", mdhd, 12)
     frames = struct.unpack_from(">I", stsz, 8)[0]
-    return TrackSummary(frames, Fraction(duration, timescale or 1))
+    stss = _descend(trak, b"mdia", b"minf", b"stbl", b"stss")
+    first_key = stss is None or (struct.unpack_from(">I", stss, 4)[0] > 0
+                                 and struct.unpack_from(">I", stss, 8)[0] == 1)
+    return TrackSummary(frames, Fraction(duration, timescale or 1), first_key)
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """A video track's samples in decode order, from `moov` alone: what ffprobe's packet listing
+    would say (times in the track's own ticks) without reading the media data."""
+
+    timescale: int
+    pts: list[int]
+    durations: list[int]
+    sizes: list[int]
+    keys: list[bool]
+    data_end: int  # the largest offset + size any sample reaches
+
+
+def sample_table(path: str, track_index: int) -> SampleTable | None:
+    """The sample table of the `track_index`-th track (a video track), or None whenever the file
+    is not a plain MP4/MOV we can read exactly (fragmented, several sample descriptions, an edit
+    list that hides frames): the caller then asks ffprobe."""
+    try:
+        with open(path, "rb") as fh:
+            moov = _find_top(fh, b"moov")
+        if moov is None or _children(moov, b"mvex"):
+            return None
+        traks = _children(moov, b"trak")
+        if track_index >= len(traks):
+            return None
+        return _table(traks[track_index])
+    except (OSError, struct.error, ValueError, IndexError):
+        return None
+
+
+def _u32s(data: bytes, offset: int, count: int) -> list[int]:
+    return list(struct.unpack_from(f">{count}I", data, offset))
+
+
+def _table(trak: bytes) -> SampleTable | None:
+    hdlr = _descend(trak, b"mdia", b"hdlr")
+    mdhd = _descend(trak, b"mdia", b"mdhd")
+    stbl = _descend(trak, b"mdia", b"minf", b"stbl")
+    if hdlr is None or hdlr[8:12] != b"vide" or mdhd is None or stbl is None:
+        return None
+    timescale = struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0]
+    boxes = dict(_boxes(stbl))
+    stsd, stsz, stts = boxes.get(b"stsd"), boxes.get(b"stsz"), boxes.get(b"stts")
+    stsc = boxes.get(b"stsc")
+    stco = boxes.get(b"stco") or boxes.get(b"co64")
+    if not (stsd and stsz and stts and stsc and stco) or struct.unpack_from(">I", stsd, 4)[0] != 1:
+        return None
+    sizes = _sizes(stsz)
+    n = len(sizes)
+    durations = _expand_runs(stts, n)
+    offsets = _expand_ctts(boxes.get(b"ctts"), n)
+    dts = [0] * n
+    for i in range(1, n):
+        dts[i] = dts[i - 1] + durations[i - 1]
+    pts = [d + o for d, o in zip(dts, offsets, strict=True)]
+    if not _plain_edit_list(trak, min(pts) if pts else 0):
+        return None
+    keys = _keys(boxes.get(b"stss"), n)
+    return SampleTable(timescale, pts, durations, sizes, keys,
+                       _data_end(stsc, stco, boxes.get(b"co64") is not None, sizes))
+
+
+def _sizes(stsz: bytes) -> list[int]:
+    fixed, count = struct.unpack_from(">II", stsz, 4)
+    return [fixed] * count if fixed else _u32s(stsz, 12, count)
+
+
+def _expand_runs(box: bytes, n: int) -> list[int]:
+    entries = struct.unpack_from(">I", box, 4)[0]
+    pairs = _u32s(box, 8, 2 * entries)
+    out: list[int] = []
+    for count, value in zip(pairs[::2], pairs[1::2], strict=True):
+        out.extend([value] * count)
+    if len(out) != n:
+        raise ValueError("stts does not cover every sample")
+    return out
+
+
+def _expand_ctts(ctts: bytes | None, n: int) -> list[int]:
+    if ctts is None:
+        return [0] * n
+    signed = ctts[0] == 1
+    entries = struct.unpack_from(">I", ctts, 4)[0]
+    pairs = struct.unpack_from(f">{2 * entries}{'i' if signed else 'I'}", ctts, 8)
+    out: list[int] = []
+    for count, value in zip(pairs[::2], pairs[1::2], strict=True):
+        out.extend([int(value)] * int(count))
+    if len(out) != n:
+        raise ValueError("ctts does not cover every sample")
+    return out
+
+
+def _keys(stss: bytes | None, n: int) -> list[bool]:
+    if stss is None:
+        return [True] * n  # no sync table: every sample is a keyframe
+    keys = [False] * n
+    for number in _u32s(stss, 8, struct.unpack_from(">I", stss, 4)[0]):
+        keys[number - 1] = True
+    return keys
+
+
+def _plain_edit_list(trak: bytes, first_pts: int) -> bool:
+    """No edit list, or one edit that starts at the first displayed frame (the B-frame delay),
+    optionally after an empty edit (a start delay, which shifts the whole track alike)."""
+    elst = _descend(trak, b"edts", b"elst")
+    if elst is None:
+        return True
+    wide = elst[0] == 1
+    entries = struct.unpack_from(">I", elst, 4)[0]
+    size = 20 if wide else 12
+    times = [struct.unpack_from(">q" if wide else ">i", elst, 8 + i * size + (8 if wide else 4))[0]
+             for i in range(entries)]
+    if times and times[0] == -1:
+        times = times[1:]
+    return len(times) == 1 and 0 <= times[0] <= first_pts
+
+
+def _data_end(stsc: bytes, stco: bytes, wide: bool, sizes: list[int]) -> int:
+    count = struct.unpack_from(">I", stco, 4)[0]
+    offsets = list(struct.unpack_from(f">{count}{'Q' if wide else 'I'}", stco, 8))
+    runs = struct.unpack_from(">I", stsc, 4)[0]
+    table = _u32s(stsc, 8, 3 * runs)
+    firsts, per_chunk = table[::3], table[1::3]
+    end, sample = 0, 0
+    for i, first in enumerate(firsts):
+        last = firsts[i + 1] - 1 if i + 1 < len(firsts) else count
+        for chunk in range(first - 1, last):
+            take = per_chunk[i]
+            end = max(end, offsets[chunk] + sum(sizes[sample:sample + take]))
+            sample += take
+    return end

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from pipeline.types import Limits, Packet, PacketScan, Plan, PlannedChunk
+from pipeline.types import Limits, PacketScan, Plan, PlannedChunk
 
 
 @dataclass(frozen=True)
 class Overhead:
-    """MP4 container bytes on top of the payload: measured 14.6-18.1 B per packet plus a fixed part
-    (shared/reference/measured-facts.md); both are padded here, and every chunk is verified anyway."""
+    """MP4 container bytes on top of the payload: measured 14.6-18.1 B per packet plus a fixed
+    part (shared/reference/measured-facts.md); both padded here, and every chunk is verified."""
 
     fixed: int = 16 * 1024
     per_packet: int = 24
@@ -67,24 +67,24 @@ def _groups(scan: PacketScan, overhead: Overhead) -> list[_Group]:
     starts = [i for i, p in enumerate(video) if p.key and i > 0]
     bounds = list(zip([0, *starts], [*starts, len(video)], strict=True))
     firsts = [min(p.pts for p in video[a:b]) for a, b in bounds]
-    stops = [*firsts[1:], scan.end]
-    audio = _audio_bytes_per_group(scan.audio, firsts, overhead)
+    ends = [*firsts[1:], max(p.end for p in video)]
+    audio = _audio_bytes_per_group(scan, firsts, overhead)
+    per = overhead.per_packet
+    seconds = scan.seconds
     return [
-        _Group(a, b, first, stop, _payload(video[a:b], overhead) + extra)
-        for (a, b), first, stop, extra in zip(bounds, firsts, stops, audio, strict=True)
+        _Group(a, b, seconds(first), seconds(stop),
+               sum(p.size for p in video[a:b]) + per * (b - a) + extra)
+        for (a, b), first, stop, extra in zip(bounds, firsts, ends, audio, strict=True)
     ]
 
 
-def _payload(packets: Sequence[Packet], overhead: Overhead) -> int:
-    return sum(p.size for p in packets) + overhead.per_packet * len(packets)
-
-
-def _audio_bytes_per_group(
-    audio: Sequence[Packet], firsts: Sequence[Fraction], overhead: Overhead
-) -> list[int]:
+def _audio_bytes_per_group(scan: PacketScan, firsts: Sequence[int],
+                           overhead: Overhead) -> list[int]:
+    """Kept audio bytes, assigned to the keyframe interval they are displayed in."""
     totals = [0] * len(firsts)
-    for packet in audio:
-        slot = max(0, bisect.bisect_right(firsts, packet.pts) - 1)
+    ratio = scan.audio_time_base / scan.time_base
+    for packet in scan.audio:
+        slot = max(0, bisect.bisect_right(firsts, packet.pts * ratio) - 1)
         totals[slot] += packet.size + overhead.per_packet
     return totals
 

@@ -18,7 +18,7 @@ FFPROBE = "ffprobe"
 
 
 def run(argv: Sequence[str], *, timeout: float | None = None) -> str:
-    """Run a command to completion and return its stdout; raise FFmpegError with stderr on failure."""
+    """Run a command to completion; return its stdout, or raise FFmpegError with its stderr."""
     log.debug("run: %s", shlex.join(argv))
     try:
         done = subprocess.run(
@@ -40,7 +40,7 @@ class Streamed:
     def __init__(self, argv: Sequence[str]) -> None:
         self.argv = list(argv)
         log.debug("popen: %s", shlex.join(self.argv))
-        self._err: IO[bytes] = tempfile.TemporaryFile()
+        self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish/kill)
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL

@@ -17,7 +17,7 @@ def _longest_gop_ms(info: VideoInfo) -> int:
 def verdicts(info: VideoInfo) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for mode in ("bytes", "url"):
-        limits = Limits.for_mode(mode)  # type: ignore[arg-type]
+        limits = Limits.for_mode(mode)
         plan = segment.make_plan(info, limits)
         out[mode] = {"fits": plan.whole, "chunks": len(plan.chunks),
                      "max_bytes": limits.max_bytes, "max_duration_ms": limits.max_duration_ms}

@@ -385,8 +385,7 @@ class Runner:
 
 def _video_id(source: inputs.Source, local: str) -> str:
     if source.is_url:
-        # A download's mtime is the download's, not the content's: leave it out.
-        return inputs.video_id(local, name=source.display.rsplit("/", 1)[-1], with_mtime=False)
+        return inputs.video_id(local, name=source.display.rsplit("/", 1)[-1])
     if not Path(local).is_file():
         probe(local, scan=False)  # raises the InputError that says what is wrong with it
     return inputs.video_id(local)

@@ -27,7 +27,7 @@ def make_video(path: Path, *, seconds: float = 12, hue: int = 0) -> Path:
 
 
 def copy_folder(src: Path, dst: Path) -> Path:
-    """A copy that keeps mtimes, so video ids (which include the mtime) stay the same."""
+    """A copy that keeps mtimes (ids are content-only; mtimes keep the comparison simple)."""
     shutil.copytree(src, dst, copy_function=shutil.copy2)
     return dst
 

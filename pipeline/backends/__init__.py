@@ -8,7 +8,7 @@ from pipeline.types import Chunk, ChunkResult, ModelInfo
 
 
 class Backend(Protocol):
-    """Answers one chunk at a time with chunk-local frame times (ms from the chunk's first frame)."""
+    """Answers one chunk at a time, with chunk-local frame times (ms from its first frame)."""
 
     name: str
     model: ModelInfo
