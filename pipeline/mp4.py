@@ -109,11 +109,20 @@ class SampleTable:
     would say (times in the track's own ticks) without reading the media data."""
 
     timescale: int
+    dts: list[int]
     pts: list[int]
     durations: list[int]
     sizes: list[int]
     keys: list[bool]
-    data_end: int  # the largest offset + size any sample reaches
+    offsets: list[int]  # where each sample's bytes start in the file
+    stsd: bytes  # the sample description box's body (codec configuration), copied into chunks
+    tkhd: bytes  # the track header's body (display size, rotation matrix)
+    language: int  # mdhd's packed ISO-639 code
+
+    @property
+    def data_end(self) -> int:
+        """The largest offset + size any sample reaches."""
+        return max((o + s for o, s in zip(self.offsets, self.sizes, strict=True)), default=0)
 
 
 def sample_table(path: str, track_index: int) -> SampleTable | None:
@@ -161,8 +170,13 @@ def _table(trak: bytes) -> SampleTable | None:
     if not _plain_edit_list(trak, min(pts) if pts else 0):
         return None
     keys = _keys(boxes.get(b"stss"), n)
-    return SampleTable(timescale, pts, durations, sizes, keys,
-                       _data_end(stsc, stco, boxes.get(b"co64") is not None, sizes))
+    tkhd = _descend(trak, b"tkhd")
+    if tkhd is None:
+        return None
+    language = struct.unpack_from(">H", mdhd, 32 if mdhd[0] == 1 else 20)[0]
+    file_offsets = _sample_offsets(stsc, stco, boxes.get(b"co64") is not None, sizes)
+    return SampleTable(timescale, dts, pts, durations, sizes, keys, file_offsets, stsd, tkhd,
+                       language)
 
 
 def _sizes(stsz: bytes) -> list[int]:
@@ -220,17 +234,23 @@ def _plain_edit_list(trak: bytes, first_pts: int) -> bool:
     return len(times) == 1 and 0 <= times[0] <= first_pts
 
 
-def _data_end(stsc: bytes, stco: bytes, wide: bool, sizes: list[int]) -> int:
+def _sample_offsets(stsc: bytes, stco: bytes, wide: bool, sizes: list[int]) -> list[int]:
+    """Each sample's file offset: chunks (stco) hold runs of consecutive samples (stsc)."""
     count = struct.unpack_from(">I", stco, 4)[0]
-    offsets = list(struct.unpack_from(f">{count}{'Q' if wide else 'I'}", stco, 8))
+    chunk_offsets = struct.unpack_from(f">{count}{'Q' if wide else 'I'}", stco, 8)
     runs = struct.unpack_from(">I", stsc, 4)[0]
     table = _u32s(stsc, 8, 3 * runs)
     firsts, per_chunk = table[::3], table[1::3]
-    end, sample = 0, 0
+    out: list[int] = []
+    sample = 0
     for i, first in enumerate(firsts):
         last = firsts[i + 1] - 1 if i + 1 < len(firsts) else count
         for chunk in range(first - 1, last):
-            take = per_chunk[i]
-            end = max(end, offsets[chunk] + sum(sizes[sample:sample + take]))
-            sample += take
-    return end
+            at = chunk_offsets[chunk]
+            for size in sizes[sample:sample + per_chunk[i]]:
+                out.append(at)
+                at += size
+            sample += per_chunk[i]
+    if len(out) != len(sizes):
+        raise ValueError("stsc/stco do not cover every sample")
+    return out

@@ -26,21 +26,17 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
     info = _parse_info(path, raw)
     if not scan:
         return info
-    video = _mp4_packets(path, info) if not keep_audio else None
-    if video is None:
-        video = scan_packets(path, info.video)
+    table = _mp4_table(path, info) if not keep_audio else None
+    video = _table_packets(table) if table is not None else scan_packets(path, info.video)
     audio = scan_packets(path, info.audio) if keep_audio and info.audio else ()
     _check_complete(path, info.size_bytes, video + audio)
     _check_all_frames_read(path, info, len(video))
     audio_tb = info.audio.time_base if info.audio else Fraction(1, 1000)
-    return _with_scan(info, PacketScan(tuple(p for p, _ in video), tuple(p for p, _ in audio),
-                                       info.video.time_base, audio_tb))
-
-
-def _with_scan(info: VideoInfo, scan: PacketScan) -> VideoInfo:
-    duration_ms = to_ms(scan.end - scan.origin) if scan.video else info.duration_ms
+    packets = PacketScan(tuple(p for p, _ in video), tuple(p for p, _ in audio),
+                         info.video.time_base, audio_tb)
+    duration_ms = to_ms(packets.end - packets.origin)
     return VideoInfo(info.path, info.size_bytes, duration_ms or info.duration_ms, info.container,
-                     info.bit_rate, info.streams, scan)
+                     info.bit_rate, info.streams, packets, table)
 
 
 def _check_file(path: str) -> None:
@@ -125,9 +121,9 @@ def _parse_info(path: str, raw: dict[str, Any]) -> VideoInfo:
     )
 
 
-def _mp4_packets(path: str, info: VideoInfo) -> tuple[tuple[Packet, int], ...] | None:
-    """MP4/MOV: the packets straight from the sample tables in `moov` (0.1 s, not a pass over a
-    700 MB file); None when the file is anything else or anything looks unusual."""
+def _mp4_table(path: str, info: VideoInfo) -> mp4.SampleTable | None:
+    """MP4/MOV: the video track's sample table from `moov` (0.1 s, not a pass over a 700 MB
+    file); None when the file is anything else or anything looks unusual (ffprobe then)."""
     if "mp4" not in info.container and "mov" not in info.container:
         return None
     table = mp4.sample_table(path, info.video.index)
@@ -135,6 +131,10 @@ def _mp4_packets(path: str, info: VideoInfo) -> tuple[tuple[Packet, int], ...] |
     if (table is None or stream.time_base != Fraction(1, table.timescale)
             or (stream.frame_count is not None and stream.frame_count != len(table.sizes))):
         return None
+    return table
+
+
+def _table_packets(table: mp4.SampleTable) -> tuple[tuple[Packet, int], ...]:
     packets = tuple(
         (Packet(pts, dur, size, key), -1)
         for pts, dur, size, key in zip(table.pts, table.durations, table.sizes, table.keys,
@@ -142,6 +142,12 @@ def _mp4_packets(path: str, info: VideoInfo) -> tuple[tuple[Packet, int], ...] |
     if packets:  # the truncation check reads the one largest end offset
         packets = ((packets[0][0], table.data_end), *packets[1:])
     return packets
+
+
+def _mp4_packets(path: str, info: VideoInfo) -> tuple[tuple[Packet, int], ...] | None:
+    """The MP4 fast path's packets, or None where it does not apply."""
+    table = _mp4_table(path, info)
+    return _table_packets(table) if table is not None else None
 
 
 def scan_packets(path: str, stream: StreamInfo) -> tuple[tuple[Packet, int], ...]:

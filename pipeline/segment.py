@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from pipeline import mp4, proc
+from pipeline import mp4, mp4write, proc
 from pipeline.errors import FFmpegError, InputError, SegmentError
 from pipeline.plan import Overhead, plan_chunks, whole_plan
 from pipeline.probe import probe
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 MP4_VIDEO_CODECS = {"h264", "hevc", "av1", "vp9", "mpeg2video", "mpeg1video"}
 MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"}
 _MAX_DEPTH = 4
-_DECODE_CHECK_BATCH = 48
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,11 @@ def _cut_video(info: VideoInfo, plan: Plan, limits: Limits, options: SegmentOpti
                     info.video.codec)
         return _reencode_and_cut(info.path, f"0:{info.video.index}", limits, options, work,
                                  offset, depth)
-    files = _segment_pass(info, plan, options, work / f"d{depth}-{_uid(work)}")
+    dest = work / f"d{depth}-{_uid(work)}"
+    if info.table is not None and not options.keep_audio:
+        files = _write_pass(info, plan, dest)
+    else:
+        files = _segment_pass(info, plan, options, dest)
     pieces: list[Chunk] = []
     for planned, path in zip(plan.chunks, files, strict=True):
         start = offset + planned.start - plan.origin
@@ -126,6 +130,21 @@ def _segment_pass(info: VideoInfo, plan: Plan, options: SegmentOptions, dest: Pa
         raise SegmentError(
             f"{info.path}: the segment muxer wrote {len(files)} chunks, the plan has "
             f"{len(plan.chunks)}")
+    return files
+
+
+def _write_pass(info: VideoInfo, plan: Plan, dest: Path) -> list[str]:
+    """The MP4 fast path: each chunk's moov built from the source's sample table, its samples
+    copied by the kernel (mp4write); the same chunks the segment muxer would write."""
+    assert info.table is not None
+    dest.mkdir(parents=True)
+    files = [str(dest / f"part-{c.index:05d}.mp4") for c in plan.chunks]
+    fd = os.open(info.path, os.O_RDONLY)
+    try:
+        for chunk, path in zip(plan.chunks, files, strict=True):
+            mp4write.write_chunk(fd, info.table, chunk.first_packet, chunk.end_packet, path)
+    finally:
+        os.close(fd)
     return files
 
 
@@ -218,18 +237,25 @@ def _finalize(pieces: list[Chunk], out_dir: Path) -> list[Chunk]:
 
 
 def check_decodes(paths: list[str], *, source: str) -> None:
-    """Decode the first frame of every chunk, many chunks per ffmpeg process."""
-    for i in range(0, len(paths), _DECODE_CHECK_BATCH):
-        batch = paths[i:i + _DECODE_CHECK_BATCH]
-        argv = [proc.FFMPEG, "-v", "error", "-nostdin"]
-        for path in batch:
-            argv += ["-i", path]
-        for n in range(len(batch)):
-            argv += ["-map", f"{n}:v:0", "-frames:v", "1", "-f", "null", "-"]
-        try:
-            proc.run(argv)
-        except FFmpegError as exc:
-            raise InputError(source, f"a chunk does not decode ({exc.summary})") from exc
+    """Decode the first frame of each chunk named: one ffmpeg process per core's share."""
+    batches = [paths[i::2] for i in range(2) if paths[i::2]]
+    with ThreadPoolExecutor(len(batches) or 1) as pool:
+        for failure in pool.map(_first_frames_fail, batches):
+            if failure is not None:
+                raise InputError(source, f"a chunk does not decode ({failure})")
+
+
+def _first_frames_fail(paths: list[str]) -> str | None:
+    argv = [proc.FFMPEG, "-v", "error", "-nostdin"]
+    for path in paths:
+        argv += ["-threads", "1", "-i", path]
+    for n in range(len(paths)):
+        argv += ["-map", f"{n}:v:0", "-frames:v", "1", "-f", "null", "-"]
+    try:
+        proc.run(argv)
+    except FFmpegError as exc:
+        return exc.summary
+    return None
 
 
 def resplit(chunk: Chunk, limits: Limits, out_dir: str,

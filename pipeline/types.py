@@ -6,7 +6,10 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from pipeline.mp4 import SampleTable
 
 Mode = Literal["bytes", "url"]
 
@@ -66,12 +69,11 @@ class StreamInfo:
     frame_count: int | None = None  # as the container's index declares it (MP4/MOV do)
 
 
-@dataclass(frozen=True)
-class Packet:
+class Packet(NamedTuple):
     """One compressed frame: display time and duration in stream ticks, bytes, keyframe flag.
 
-    Ticks (integers) rather than Fractions: a 30-minute video has 54,000 packets, and exact
-    integer arithmetic on them is ~10x cheaper; seconds are `ticks * time_base`."""
+    Ticks (integers) rather than Fractions, and a tuple rather than a dataclass: a 30-minute
+    video has 54,000 packets; seconds are `ticks * time_base`."""
 
     pts: int
     duration: int
@@ -120,6 +122,8 @@ class VideoInfo:
     bit_rate: int | None
     streams: tuple[StreamInfo, ...]
     scan: PacketScan | None = field(default=None, compare=False, repr=False)
+    # The MP4 sample table the scan came from, when it did: chunks can then be written directly.
+    table: SampleTable | None = field(default=None, compare=False, repr=False)
 
     @property
     def video(self) -> StreamInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,27 @@ def test_transport_stream_start_offset_is_time_zero(odd_videos: dict[str, Path])
     info = probe(str(odd_videos["offset.ts"]))
     assert info.scan is not None and info.scan.origin > 5
     assert abs(info.duration_ms - 12_000) < 100
+
+
+def decoded_frame_hashes(path: str | Path) -> list[str]:
+    """The MD5 of every decoded video frame, in display order (ffmpeg's framemd5 muxer)."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f",
+                          "framemd5", "-"], capture_output=True, text=True, check=True).stdout
+    return [line.rsplit(",", 1)[-1].strip() for line in out.splitlines()
+            if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("name", ["vbr", "rotated.mp4", "audio-first.mp4"])
+def test_directly_written_mp4_chunks_decode_to_the_source_frames(
+        name: str, vbr_video: Path, odd_videos: dict[str, Path], tmp_path: Path) -> None:
+    """MP4 chunks written from the sample table (no muxer) decode, chunk after chunk, to exactly
+    the source's frames: B-frames, an edit list, rotation and audio as stream 0 included."""
+    source = vbr_video if name == "vbr" else odd_videos[name]
+    info = probe(str(source))
+    assert info.table is not None  # the direct path is taken
+    chunks = split(info, Limits("bytes", max(150_000, info.size_bytes // 4), 600_000),
+                   str(tmp_path))
+    assert len(chunks) >= 3
+    assert sum((decoded_frame_hashes(c.path) for c in chunks), []) == decoded_frame_hashes(source)
+    rotation = probe(chunks[1].path, scan=False).video.rotation
+    assert rotation == info.video.rotation
