@@ -125,21 +125,31 @@ class SampleTable:
         return max((o + s for o, s in zip(self.offsets, self.sizes, strict=True)), default=0)
 
 
-def sample_table(path: str, track_index: int) -> SampleTable | None:
-    """The sample table of the `track_index`-th track (a video track), or None whenever the file
-    is not a plain MP4/MOV we can read exactly (fragmented, several sample descriptions, an edit
-    list that hides frames): the caller then asks ffprobe."""
+_TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
+
+
+def video_tables(path: str) -> dict[int, SampleTable]:
+    """Every plainly readable video track's sample table, by track position; {} for a file that
+    is not an MP4/MOV (it is cheap to call on anything: it reads box headers only)."""
     try:
         with open(path, "rb") as fh:
+            if fh.read(8)[4:8] not in _TOP_LEVEL:
+                return {}
+            fh.seek(0)
             moov = _find_top(fh, b"moov")
         if moov is None or _children(moov, b"mvex"):
-            return None
-        traks = _children(moov, b"trak")
-        if track_index >= len(traks):
-            return None
-        return _table(traks[track_index])
+            return {}
+        tables = {}
+        for index, trak in enumerate(_children(moov, b"trak")):
+            try:
+                table = _table(trak)
+            except (struct.error, ValueError, IndexError):
+                table = None
+            if table is not None:
+                tables[index] = table
+        return tables
     except (OSError, struct.error, ValueError, IndexError):
-        return None
+        return {}
 
 
 def _u32s(data: bytes, offset: int, count: int) -> list[int]:

@@ -7,6 +7,7 @@ table was read exactly (mp4.sample_table); everything else goes through ffmpeg."
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -114,17 +115,17 @@ def _full(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
 def _moov(table: SampleTable, first: int, end: int, runs: Sequence[tuple[int, int, int]],
           data_start: int) -> bytes:
     dts0 = table.dts[first]
-    cts = [table.pts[i] - dts0 for i in range(first, end)]
-    media_time = min(cts)
-    shown = max(c + table.durations[first + i] for i, c in enumerate(cts)) - media_time
-    media_duration = sum(table.durations[first:end])
+    pts, durations = table.pts[first:end], table.durations[first:end]
+    media_time = min(pts) - dts0
+    shown = max(map(sum, zip(pts, durations, strict=True))) - dts0 - media_time
+    media_duration = sum(durations)
     movie_ms = shown * _MOVIE_TIMESCALE // table.timescale
     trak = _box(b"trak", _tkhd(table.tkhd, movie_ms),
                 _box(b"edts", _full(b"elst", 0, 0, struct.pack(">IIiI", 1, movie_ms,
                                                                media_time, 0x10000))),
                 _box(b"mdia", _mdhd(table, media_duration), _hdlr(),
                      _box(b"minf", _full(b"vmhd", 0, 1, bytes(8)), _dinf(),
-                          _stbl(table, first, end, cts, runs, data_start))))
+                          _stbl(table, first, end, runs, data_start))))
     mvhd = _full(b"mvhd", 0, 0, struct.pack(">IIII", 0, 0, _MOVIE_TIMESCALE, movie_ms),
                  struct.pack(">IH", 0x10000, 0x100), bytes(10), _IDENTITY, bytes(24),
                  struct.pack(">I", 2))
@@ -157,18 +158,17 @@ def _dinf() -> bytes:
     return _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1), _full(b"url ", 0, 1)))
 
 
-def _stbl(table: SampleTable, first: int, end: int, cts: Sequence[int],
-          runs: Sequence[tuple[int, int, int]], data_start: int) -> bytes:
+def _stbl(table: SampleTable, first: int, end: int, runs: Sequence[tuple[int, int, int]],
+          data_start: int) -> bytes:
     count = end - first
-    dts0 = table.dts[first]
     boxes = [_box(b"stsd", table.stsd),
              _full(b"stts", 0, 0, *_run_length(table.durations[first:end], ">II"))]
-    offsets = [c - (table.dts[first + i] - dts0) for i, c in enumerate(cts)]
+    offsets = [p - d for p, d in zip(table.pts[first:end], table.dts[first:end], strict=True)]
     if any(offsets):
         signed = min(offsets) < 0
         boxes.append(_full(b"ctts", 1 if signed else 0, 0,
                            *_run_length(offsets, ">Ii" if signed else ">II")))
-    keys = [i - first + 1 for i in range(first, end) if table.keys[i]]
+    keys = [i + 1 for i, key in enumerate(table.keys[first:end]) if key]
     if len(keys) < count:
         boxes.append(_full(b"stss", 0, 0, struct.pack(f">I{len(keys)}I", len(keys), *keys)))
     boxes.append(_full(b"stsc", 0, 0, *_stsc(runs)))
@@ -189,13 +189,9 @@ def _stco(runs: Sequence[tuple[int, int, int]], data_start: int) -> bytes:
 
 
 def _run_length(values: Iterable[int], fmt: str) -> list[bytes]:
-    pairs: list[list[int]] = []
-    for value in values:
-        if pairs and pairs[-1][1] == value:
-            pairs[-1][0] += 1
-        else:
-            pairs.append([1, value])
-    return [struct.pack(">I", len(pairs)), *(struct.pack(fmt, n, v) for n, v in pairs)]
+    pairs = [(len(list(run)), value) for value, run in itertools.groupby(values)]
+    flat = [x for pair in pairs for x in pair]
+    return [struct.pack(f">I{fmt[1:] * len(pairs)}", len(pairs), *flat)]
 
 
 def _stsc(runs: Sequence[tuple[int, int, int]]) -> list[bytes]:

@@ -44,7 +44,7 @@ def test_fragmented_mp4_falls_back_to_ffprobe(vbr_video: Path, tmp_path: Path) -
     frag = tmp_path / "frag.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(vbr_video), "-c", "copy", "-movflags",
                     "frag_keyframe+empty_moov", str(frag)], check=True)
-    assert mp4.sample_table(str(frag), 0) is None
+    assert mp4.video_tables(str(frag)) == {}
     info = probing.probe(str(frag))
     assert info.scan is not None and len(info.scan.video) == 900
 
