@@ -12,7 +12,7 @@ install: ffmpeg $(VENV)/.installed
 ffmpeg:
 	@command -v ffprobe >/dev/null 2>&1 || { \
 	  echo "ffprobe not found: installing Debian's ffmpeg"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg; }
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ffmpeg; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
