@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,24 @@ def bad_inputs(media_dir: Path, vbr_video: Path) -> dict[str, Path]:
     (empty_dir / "readme.txt").write_text("nothing here")
     return {"missing": bad / "does-not-exist.mp4", "empty": empty, "text": text,
             "truncated": truncated, "audio": audio, "empty_dir": empty_dir}
+
+
+@pytest.fixture
+def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Start `video-pipeline serve` servers in process on free 127.0.0.1 ports, each with a
+    request log in tmp_path and the test module's KEY; all stopped after the test."""
+    from pipeline.serve import ServeConfig, Server
+
+    started: list[Server] = []
+
+    def start(**options: Any) -> Server:
+        options.setdefault("request_log", str(tmp_path / f"requests-{len(started)}.jsonl"))
+        options.setdefault("api_key", request.module.KEY)
+        server = Server(ServeConfig(port=0, **options))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(grace=0)

@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from pipeline.backends.clarifai import ClarifaiBackend, Deadline
 from pipeline.errors import AuthError, OverLimitError, RejectedInputError, TransientBackendError
 from pipeline.retry import RetryConfig
 from pipeline.runner import Runner
-from pipeline.serve import Fault, ServeConfig, Server
+from pipeline.serve import Fault, Server
 from pipeline.serve_inputs import InputLimits
 from pipeline.settings import Settings
 from pipeline.types import Chunk
@@ -39,23 +39,6 @@ def noisy_video(media_dir: Path) -> Path:
         media.testsrc(path, seconds=10, size="160x120", rate=10, gop=10,
                 extra_vf="noise=alls=20:allf=t")
     return path
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start servers on free ports (request log in tmp_path); all stopped after the test."""
-    started: list[Server] = []
-
-    def start(**options: Any) -> Server:
-        options.setdefault("request_log", str(tmp_path / f"requests-{len(started)}.jsonl"))
-        server = Server(ServeConfig(port=0, api_key=KEY, **options))
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(grace=0)
 
 
 def backend(server: Server, *, key: str = KEY, sleeps: list[float] | None = None,

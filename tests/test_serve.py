@@ -25,7 +25,7 @@ from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
 from PIL import Image
 
-from pipeline.serve import ServeConfig, Server
+from pipeline.serve import Server
 from pipeline.serve_inputs import InputLimits
 
 KEY = "serve-test-key"
@@ -86,23 +86,6 @@ def png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 120, 40)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(**options: Any) -> Server:
-        options.setdefault("request_log", str(tmp_path / f"requests-{len(started)}.jsonl"))
-        options.setdefault("api_key", KEY)
-        server = Server(ServeConfig(port=0, **options))
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(grace=0)
 
 
 @pytest.fixture
