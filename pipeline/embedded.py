@@ -55,13 +55,14 @@ def image_to_frame(data: bytes) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-_cache: dict[str, Classifier] = {}
+_cache: dict[tuple[str, int | None], Classifier] = {}
 _lock = threading.Lock()
 
 
-def shared(model: EmbeddedModel) -> Classifier:
-    """One classifier per model per process (loading takes ~0.3 s)."""
+def shared(model: EmbeddedModel, *, threads: int | None = None) -> Classifier:
+    """One classifier per model and thread count per process (loading takes ~0.3 s)."""
     with _lock:
-        if model.alias not in _cache:
-            _cache[model.alias] = Classifier(model)
-        return _cache[model.alias]
+        key = (model.alias, threads)
+        if key not in _cache:
+            _cache[key] = Classifier(model, threads=threads)
+        return _cache[key]

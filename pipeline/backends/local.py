@@ -28,7 +28,9 @@ class LocalBackend:
         self.model = ModelInfo(found.id, found.name)
         self._decode_threads = decode_threads
         self._fast = not exact_frames
-        self._classifier = embedded.shared(found)
+        # Chunks decoded side by side each get one inference thread: less contention with the
+        # decoders than every call spreading over every core (13.7x against 12.2x real time).
+        self._classifier = embedded.shared(found, threads=decode_threads or None)
 
     def predict(self, chunk: Chunk, sample_ms: int) -> ChunkResult:
         grid = frames.global_grid(chunk.start, chunk.end, sample_ms)
