@@ -17,6 +17,7 @@ class Progress:
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled and sys.stderr.isatty()
         self._bar: Any = None
+        self._frames = 0
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Progress:
@@ -36,6 +37,9 @@ class Progress:
             self._bar.total += total
             self._bar.update(already_done)
 
-    def done(self, count: int = 1) -> None:
+    def done(self, count: int = 1, *, frames: int = 0) -> None:
+        """`count` chunks finished, holding `frames` predicted frames."""
         if self._bar is not None:
+            self._frames += frames
+            self._bar.set_postfix(frames=self._frames, refresh=False)
             self._bar.update(count)

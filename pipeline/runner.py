@@ -263,7 +263,11 @@ class Runner:
         for chunk in todo:
             job.futures[chunk.index] = fut = pool.submit(self._predict, chunk, job.vdir)
             if self.progress is not None:
-                fut.add_done_callback(lambda _f: self.progress.done(1))
+                fut.add_done_callback(self._count_progress)
+
+    def _count_progress(self, fut: Future[ChunkResult]) -> None:
+        ok = not fut.cancelled() and fut.exception() is None
+        self.progress.done(1, frames=len(fut.result().frames) if ok else 0)
 
     def _finish(self, job: _Job) -> None:
         outcome = job.outcome
