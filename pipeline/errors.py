@@ -42,6 +42,10 @@ class SegmentError(PipelineError):
     """Raised when a stretch of video cannot be made into chunks that fit the limits."""
 
 
+class UndecodableChunk(SegmentError):
+    """Raised when a chunk just written does not decode (ffmpeg's message is the text)."""
+
+
 class ModelNotAvailableError(ConfigError):
     """Raised when a backend is asked for a model it does not have."""
 

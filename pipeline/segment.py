@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from pipeline import mp4, mp4write, proc
-from pipeline.errors import FFmpegError, InputError, SegmentError
+from pipeline.errors import FFmpegError, InputError, SegmentError, UndecodableChunk
 from pipeline.plan import Overhead, plan_chunks, whole_plan
 from pipeline.probe import probe
 from pipeline.types import Chunk, Limits, Plan, PlannedChunk, VideoInfo
@@ -77,18 +77,11 @@ def split(info: VideoInfo, limits: Limits, out_dir: str,
         chunks = _finalize(pieces, Path(out_dir))
     except FFmpegError as exc:
         raise InputError(info.path, f"ffmpeg could not cut it ({exc.summary})") from exc
+    except UndecodableChunk as exc:
+        raise InputError(info.path, f"a chunk does not decode ({exc})") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    check_decodes(_decode_sample(chunks), source=info.path)
     return chunks
-
-
-def _decode_sample(chunks: list[Chunk]) -> list[str]:
-    """Which chunks to decode a frame of. Every chunk's structure is verified (size, duration,
-    frames, a keyframe first); decoding costs ~50 ms a chunk (ffmpeg probes each input), so
-    only the first and last copied chunks and every re-encoded one are decoded as well."""
-    picked = {0, len(chunks) - 1} | {i for i, c in enumerate(chunks) if c.reencoded}
-    return [chunks[i].path for i in sorted(picked)]
 
 
 def _cut_video(info: VideoInfo, plan: Plan, limits: Limits, options: SegmentOptions,
@@ -130,19 +123,33 @@ def _segment_pass(info: VideoInfo, plan: Plan, options: SegmentOptions, dest: Pa
         raise SegmentError(
             f"{info.path}: the segment muxer wrote {len(files)} chunks, the plan has "
             f"{len(plan.chunks)}")
+    check_decodes(sorted({files[0], files[-1]}))
     return files
 
 
 def _write_pass(info: VideoInfo, plan: Plan, dest: Path) -> list[str]:
     """The MP4 fast path: each chunk's moov built from the source's sample table, its samples
-    copied by the kernel (mp4write); the same chunks the segment muxer would write."""
+    copied by the kernel (mp4write); the same chunks the segment muxer would write. The first
+    and last chunks are written first and decoded while the others are written."""
     assert info.table is not None
     dest.mkdir(parents=True)
     files = [str(dest / f"part-{c.index:05d}.mp4") for c in plan.chunks]
+    table = info.table
+    ends = sorted({0, len(files) - 1})
+    order = ends + [i for i in range(len(files)) if i not in ends]
     fd = os.open(info.path, os.O_RDONLY)
     try:
-        for chunk, path in zip(plan.chunks, files, strict=True):
-            mp4write.write_chunk(fd, info.table, chunk.first_packet, chunk.end_packet, path)
+        # Two writers: the copying happens in system calls, which release the GIL.
+        with ThreadPoolExecutor(2) as pool:
+            written = {i: pool.submit(mp4write.write_chunk, fd, table, plan.chunks[i].first_packet,
+                                      plan.chunks[i].end_packet, files[i]) for i in order}
+            for i in ends:
+                written[i].result()
+            with ThreadPoolExecutor(1) as checker:
+                checked = checker.submit(check_decodes, [files[i] for i in ends])
+                for future in written.values():
+                    future.result()
+                checked.result()
     finally:
         os.close(fd)
     return files
@@ -236,17 +243,21 @@ def _finalize(pieces: list[Chunk], out_dir: Path) -> list[Chunk]:
     return final
 
 
-def check_decodes(paths: list[str], *, source: str) -> None:
-    """Decode the first frame of each chunk named: one ffmpeg process per core's share."""
+def check_decodes(paths: list[str]) -> None:
+    """Decode the first frame of each chunk named (one ffmpeg process per core's share).
+
+    Every chunk's structure is verified (size, duration, frames, a keyframe first); decoding
+    costs ~50 ms a chunk (ffmpeg probes each input), so each cutting pass decodes its first and
+    last chunk, re-encoded stretches included."""
     batches = [paths[i::2] for i in range(2) if paths[i::2]]
     with ThreadPoolExecutor(len(batches) or 1) as pool:
         for failure in pool.map(_first_frames_fail, batches):
             if failure is not None:
-                raise InputError(source, f"a chunk does not decode ({failure})")
+                raise UndecodableChunk(failure)
 
 
 def _first_frames_fail(paths: list[str]) -> str | None:
-    argv = [proc.FFMPEG, "-v", "error", "-nostdin"]
+    argv = [proc.FFMPEG, "-v", "error", "-xerror", "-nostdin"]  # a decode error is fatal
     for path in paths:
         argv += ["-threads", "1", "-i", path]
     for n in range(len(paths)):

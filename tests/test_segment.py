@@ -9,6 +9,7 @@ import pytest
 from media import ffprobe_count, ffprobe_duration
 
 from pipeline import segment
+from pipeline.errors import InputError
 from pipeline.probe import probe
 from pipeline.segment import SegmentOptions, split
 from pipeline.types import Chunk, Limits
@@ -147,3 +148,17 @@ def test_directly_written_mp4_chunks_decode_to_the_source_frames(
     assert sum((decoded_frame_hashes(c.path) for c in chunks), []) == decoded_frame_hashes(source)
     rotation = probe(chunks[1].path, scan=False).video.rotation
     assert rotation == info.video.rotation
+
+
+def test_a_chunk_that_does_not_decode_fails_the_video(vbr_video: Path, tmp_path: Path) -> None:
+    """Garbage over the first keyframe's data: the index still reads, the cut still happens, but
+    the decode check of the first chunk fails the video with a message saying so."""
+    broken = tmp_path / "broken.mp4"
+    data = bytearray(vbr_video.read_bytes())
+    info = probe(str(vbr_video))
+    assert info.table is not None
+    first = info.table.offsets[0]
+    data[first + 8:first + 4008] = bytes(range(256)) * 15 + bytes(160)
+    broken.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="does not decode"):
+        split(probe(str(broken)), SMALL, str(tmp_path / "chunks"))
