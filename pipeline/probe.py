@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -17,12 +18,20 @@ from pipeline.types import Packet, PacketScan, StreamInfo, VideoInfo, to_ms
 _IMAGE_FORMATS = ("image2", "_pipe", "gif")
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """One stream's packets in decode order, and the furthest byte of the file they reach."""
+
+    packets: tuple[Packet, ...]
+    data_end: int
+
+
 def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInfo:
     """Probe `path`; with `scan`, also read every video packet (and audio, to keep it)."""
     _check_file(path)
     with ThreadPoolExecutor(1) as pool:
         # An MP4's sample tables are read while ffprobe runs (each takes ~0.15 s on 700 MB).
-        tables = pool.submit(mp4.video_tables, path) if scan and not keep_audio else None
+        tables = pool.submit(_mp4_scans, path) if scan and not keep_audio else None
         try:
             raw = ffmpeg.probe(path)
         except ffmpeg.Error as exc:
@@ -30,14 +39,13 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
         info = _parse_info(path, raw)
         if not scan:
             return info
-        table = _mp4_table(info, tables.result()) if tables is not None else None
-    video = _table_packets(table) if table is not None else scan_packets(path, info.video)
-    audio = scan_packets(path, info.audio) if keep_audio and info.audio else ()
-    _check_complete(path, info.size_bytes, video + audio)
-    _check_all_frames_read(path, info, len(video))
+        found = _mp4_scan(info, tables.result()) if tables is not None else None
+    table, video = found if found is not None else (None, scan_packets(path, info.video))
+    audio = scan_packets(path, info.audio) if keep_audio and info.audio else Scanned((), 0)
+    _check_complete(path, info.size_bytes, video, audio)
+    _check_all_frames_read(path, info, len(video.packets))
     audio_tb = info.audio.time_base if info.audio else Fraction(1, 1000)
-    packets = PacketScan(tuple(p for p, _ in video), tuple(p for p, _ in audio),
-                         info.video.time_base, audio_tb)
+    packets = PacketScan(video.packets, audio.packets, info.video.time_base, audio_tb)
     duration_ms = to_ms(packets.end - packets.origin)
     return VideoInfo(info.path, info.size_bytes, duration_ms or info.duration_ms, info.container,
                      info.bit_rate, info.streams, packets, table)
@@ -125,37 +133,41 @@ def _parse_info(path: str, raw: dict[str, Any]) -> VideoInfo:
     )
 
 
-def _mp4_table(info: VideoInfo, tables: dict[int, mp4.SampleTable]) -> mp4.SampleTable | None:
-    """MP4/MOV: the video track's sample table from `moov` (0.1 s, not a pass over a 700 MB
-    file); None when the file is anything else or anything looks unusual (ffprobe then)."""
+def _mp4_scans(path: str) -> dict[int, tuple[mp4.SampleTable, Scanned]]:
+    """Every video track's sample table and packets, by track position ({} for non-MP4s)."""
+    return {index: (table, _table_packets(table))
+            for index, table in mp4.video_tables(path).items()}
+
+
+def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[mp4.SampleTable, Scanned]]
+              ) -> tuple[mp4.SampleTable, Scanned] | None:
+    """MP4/MOV: the video stream's packets from its sample table in `moov` (0.1 s, not a pass
+    over a 700 MB file); None when the file is anything else or anything looks unusual (the
+    caller asks ffprobe then)."""
     if "mp4" not in info.container and "mov" not in info.container:
         return None
-    table = tables.get(info.video.index)
+    found = scans.get(info.video.index)
     stream = info.video
-    if (table is None or stream.time_base != Fraction(1, table.timescale)
-            or (stream.frame_count is not None and stream.frame_count != len(table.sizes))):
+    if (found is None or stream.time_base != Fraction(1, found[0].timescale)
+            or (stream.frame_count is not None and stream.frame_count != len(found[0].sizes))):
         return None
-    return table
+    return found
 
 
-def _table_packets(table: mp4.SampleTable) -> tuple[tuple[Packet, int], ...]:
-    packets = tuple(
-        (Packet(pts, dur, size, key), -1)
-        for pts, dur, size, key in zip(table.pts, table.durations, table.sizes, table.keys,
-                                       strict=True))
-    if packets:  # the truncation check reads the one largest end offset
-        packets = ((packets[0][0], table.data_end), *packets[1:])
-    return packets
+def _table_packets(table: mp4.SampleTable) -> Scanned:
+    packets = tuple(map(Packet._make, zip(table.pts, table.durations, table.sizes, table.keys,
+                                          strict=True)))
+    return Scanned(packets, table.data_end)
 
 
-def _mp4_packets(path: str, info: VideoInfo) -> tuple[tuple[Packet, int], ...] | None:
+def mp4_packets(path: str, info: VideoInfo) -> Scanned | None:
     """The MP4 fast path's packets, or None where it does not apply."""
-    table = _mp4_table(info, mp4.video_tables(path))
-    return _table_packets(table) if table is not None else None
+    found = _mp4_scan(info, _mp4_scans(path))
+    return found[1] if found is not None else None
 
 
-def scan_packets(path: str, stream: StreamInfo) -> tuple[tuple[Packet, int], ...]:
-    """Every packet of one stream in decode order, with its end offset in the file."""
+def scan_packets(path: str, stream: StreamInfo) -> Scanned:
+    """Every packet of one stream in decode order (ffprobe's packet listing)."""
     # csv prints the fields in ffprobe's own order: pts, dts, duration, size, pos, flags.
     argv = [proc.FFPROBE, "-v", "error", "-select_streams", str(stream.index),
             "-show_entries", "packet=pts,dts,duration,size,pos,flags", "-of", "csv=p=0", path]
@@ -166,10 +178,11 @@ def scan_packets(path: str, stream: StreamInfo) -> tuple[tuple[Packet, int], ...
     return _parse_packets(out, stream)
 
 
-def _parse_packets(text: str, stream: StreamInfo) -> tuple[tuple[Packet, int], ...]:
+def _parse_packets(text: str, stream: StreamInfo) -> Scanned:
     rate = stream.frame_rate
     default_dur = int(1 / (rate * stream.time_base)) if rate else 0
-    packets: list[tuple[Packet, int]] = []
+    packets: list[Packet] = []
+    data_end = 0
     for line in text.splitlines():
         fields = line.split(",")
         if len(fields) < 6 or not fields[3].isdigit():
@@ -178,13 +191,13 @@ def _parse_packets(text: str, stream: StreamInfo) -> tuple[tuple[Packet, int], .
         ts = pts_s if pts_s.lstrip("-").isdigit() else dts_s
         duration = int(dur_s) if dur_s.isdigit() and dur_s != "0" else default_dur
         # With neither pts nor dts, the frame follows the previous one.
-        follows = packets[-1][0].end if packets else 0
+        follows = packets[-1].end if packets else 0
         pts = int(ts) if ts.lstrip("-").isdigit() else follows
         size = int(size_s)
         pos = int(pos_s) if pos_s.isdigit() else -1
-        packets.append((Packet(pts, duration, size, "K" in flags),
-                        pos + size if pos >= 0 else -1))
-    return tuple(packets)
+        packets.append(Packet(pts, duration, size, "K" in flags))
+        data_end = max(data_end, pos + size if pos >= 0 else 0)
+    return Scanned(tuple(packets), data_end)
 
 
 def _check_all_frames_read(path: str, info: VideoInfo, scanned: int) -> None:
@@ -196,10 +209,10 @@ def _check_all_frames_read(path: str, info: VideoInfo, scanned: int) -> None:
                                "index lists could be read")
 
 
-def _check_complete(path: str, size: int, packets: tuple[tuple[Packet, int], ...]) -> None:
-    if not packets:
+def _check_complete(path: str, size: int, video: Scanned, audio: Scanned) -> None:
+    if not video.packets:
         raise InputError(path, "has a video stream but no video frames")
-    data_end = max(end for _, end in packets)
+    data_end = max(video.data_end, audio.data_end)
     if data_end > size:
         raise InputError(
             path, f"truncated: its index refers to {data_end} bytes but the file has {size}"

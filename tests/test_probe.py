@@ -13,9 +13,9 @@ from pipeline import mp4
 from pipeline import probe as probing
 
 
-def relative(packets: tuple[tuple[probing.Packet, int], ...]) -> list[tuple[int, int, bool]]:
-    origin = min(p.pts for p, _ in packets)
-    return [(p.pts - origin, p.size, p.key) for p, _ in packets]
+def relative(scanned: probing.Scanned) -> list[tuple[int, int, bool]]:
+    origin = min(p.pts for p in scanned.packets)
+    return [(p.pts - origin, p.size, p.key) for p in scanned.packets]
 
 
 @pytest.mark.parametrize("name", ["rotated.mp4", "audio-first.mp4"])
@@ -23,20 +23,20 @@ def test_mp4_sample_tables_agree_with_ffprobe(name: str, odd_videos: dict[str, P
     """Times, sizes and keyframes read from moov equal ffprobe's packet listing."""
     path = str(odd_videos[name])
     info = probing.probe(path, scan=False)
-    fast = probing._mp4_packets(path, info)
+    fast = probing.mp4_packets(path, info)
     assert fast is not None
     slow = probing.scan_packets(path, info.video)
     assert relative(fast) == relative(slow)
-    assert max(end for _, end in fast) == max(end for _, end in slow)
+    assert fast.data_end == slow.data_end
 
 
 def test_mp4_with_b_frames_agrees_with_ffprobe(vbr_video: Path) -> None:
     """A B-frame stream (decode order differs from display order, edit list) reads the same."""
     info = probing.probe(str(vbr_video), scan=False)
-    fast = probing._mp4_packets(str(vbr_video), info)
+    fast = probing.mp4_packets(str(vbr_video), info)
     assert fast is not None
     assert relative(fast) == relative(probing.scan_packets(str(vbr_video), info.video))
-    assert [p.pts for p, _ in fast] != sorted(p.pts for p, _ in fast)
+    assert [p.pts for p in fast.packets] != sorted(p.pts for p in fast.packets)
 
 
 def test_fragmented_mp4_falls_back_to_ffprobe(vbr_video: Path, tmp_path: Path) -> None:
