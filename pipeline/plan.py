@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -66,14 +68,14 @@ def _groups(scan: PacketScan, overhead: Overhead) -> list[_Group]:
     video = scan.video
     starts = [i for i, p in enumerate(video) if p.key and i > 0]
     bounds = list(zip([0, *starts], [*starts, len(video)], strict=True))
-    firsts = [min(p.pts for p in video[a:b]) for a, b in bounds]
-    ends = [*firsts[1:], max(p.end for p in video)]
+    pts = list(map(operator.itemgetter(0), video))
+    firsts = [min(pts[a:b]) for a, b in bounds]
+    ends = [*firsts[1:], scan.end_ticks]
     audio = _audio_bytes_per_group(scan, firsts, overhead)
-    per = overhead.per_packet
-    seconds = scan.seconds
+    prefix = [0, *itertools.accumulate(map(operator.itemgetter(2), video))]
+    per, seconds = overhead.per_packet, scan.seconds
     return [
-        _Group(a, b, seconds(first), seconds(stop),
-               sum(p.size for p in video[a:b]) + per * (b - a) + extra)
+        _Group(a, b, seconds(first), seconds(stop), prefix[b] - prefix[a] + per * (b - a) + extra)
         for (a, b), first, stop, extra in zip(bounds, firsts, ends, audio, strict=True)
     ]
 

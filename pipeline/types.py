@@ -103,8 +103,12 @@ class PacketScan:
         return self.seconds(min(p.pts for p in self.video))
 
     @cached_property
+    def end_ticks(self) -> int:
+        return max(p.pts + p.duration for p in self.video)
+
+    @cached_property
     def end(self) -> Fraction:
-        return self.seconds(max(p.end for p in self.video))
+        return self.seconds(self.end_ticks)
 
     @cached_property
     def keyframes(self) -> list[Fraction]:
