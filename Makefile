@@ -47,6 +47,8 @@ test: install lint typecheck
 bench: install
 	$(PY) bench/bench_split.py
 	$(PY) bench/bench_local.py
+	$(PY) bench/bench_concurrency.py
+	$(PY) bench/bench_batch.py
 
 clean:
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
 from pipeline.types import Limits, Mode
@@ -25,7 +25,6 @@ class Settings:
     progress: bool = True
     dask: str | None = None
     lock_wait: float = 0.0  # seconds to wait for a video another run is working on; 0: skip it
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "clarifai"):
