@@ -8,9 +8,12 @@ keyframe interval that alone cannot fit is re-encoded with short, bit-rate-cappe
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -67,21 +70,42 @@ def split(info: VideoInfo, limits: Limits, out_dir: str,
         only = plan.chunks[0]
         return [Chunk(0, info.path, Fraction(0), only.end - only.start, info.size_bytes,
                       only.frames)]
-    os.makedirs(out_dir, exist_ok=True)
-    work = Path(out_dir) / ".work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
     try:
-        pieces = _cut_video(info, plan, limits, options, work, Fraction(0), depth=0)
-        _check_frames(info, pieces)
-        chunks = _finalize(pieces, Path(out_dir))
+        with _work_dir(out_dir, ".work") as work:
+            pieces = _cut_video(info, plan, limits, options, work, Fraction(0), depth=0)
+            _check_frames(info, pieces)
+            for old in Path(out_dir).glob("chunk-*.mp4"):
+                old.unlink()
+            return _place(pieces, Path(out_dir), "chunk-{:05d}.mp4")
     except FFmpegError as exc:
         raise InputError(info.path, f"ffmpeg could not cut it ({exc.summary})") from exc
     except UndecodableChunk as exc:
         raise InputError(info.path, f"a chunk does not decode ({exc})") from exc
+
+
+@contextlib.contextmanager
+def _work_dir(out_dir: str, name: str) -> Iterator[Path]:
+    """A fresh scratch folder inside `out_dir` for intermediate pieces, removed afterwards."""
+    os.makedirs(out_dir, exist_ok=True)
+    work = Path(out_dir) / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return chunks
+
+
+def _place(pieces: list[Chunk], out_dir: Path, name: str,
+           reencoded: bool = False) -> list[Chunk]:
+    """Move the pieces, in time order, to `out_dir` under `name` (formatted with the index)."""
+    final: list[Chunk] = []
+    for i, piece in enumerate(sorted(pieces, key=lambda c: c.start)):
+        target = out_dir / name.format(i)
+        os.replace(piece.path, target)
+        final.append(dataclasses.replace(piece, index=i, path=str(target),
+                                         reencoded=piece.reencoded or reencoded))
+    return final
 
 
 def _cut_video(info: VideoInfo, plan: Plan, limits: Limits, options: SegmentOptions,
@@ -200,7 +224,7 @@ def _reencode_and_cut(path: str, video_map: str, limits: Limits, options: Segmen
     assert sub.scan is not None
     plan = plan_chunks(sub.scan, limits, options.overhead)
     pieces = _cut_video(sub, plan, limits, options, work, offset, depth + 1)
-    return [Chunk(p.index, p.path, p.start, p.end, p.size_bytes, p.frames, True) for p in pieces]
+    return [dataclasses.replace(p, reencoded=True) for p in pieces]
 
 
 def reencode_argv(src: str, dst: str, limits: Limits, options: SegmentOptions, *,
@@ -230,18 +254,6 @@ def _check_frames(info: VideoInfo, pieces: list[Chunk]) -> None:
                     expected)
         return
     raise SegmentError(f"{info.path}: chunks hold {got} frames, the source {expected}")
-
-
-def _finalize(pieces: list[Chunk], out_dir: Path) -> list[Chunk]:
-    for old in out_dir.glob("chunk-*.mp4"):
-        old.unlink()
-    final: list[Chunk] = []
-    for i, piece in enumerate(sorted(pieces, key=lambda c: c.start)):
-        target = out_dir / f"chunk-{i:05d}.mp4"
-        os.replace(piece.path, target)
-        final.append(Chunk(i, str(target), piece.start, piece.end, piece.size_bytes,
-                           piece.frames, piece.reencoded))
-    return final
 
 
 def check_decodes(paths: list[str]) -> None:
@@ -276,23 +288,13 @@ def resplit(chunk: Chunk, limits: Limits, out_dir: str,
     pieces' times stay on the source timeline."""
     info = probe(chunk.path, keep_audio=options.keep_audio)
     assert info.scan is not None
-    os.makedirs(out_dir, exist_ok=True)
-    work = Path(out_dir) / f".work-{chunk.index}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    plan = plan_chunks(info.scan, limits, options.overhead)
+    if len(plan.chunks) < 2 and not plan.chunks[0].reencode:
+        raise SegmentError(f"{chunk.path}: a single keyframe interval; cannot cut it smaller")
     try:
-        plan = plan_chunks(info.scan, limits, options.overhead)
-        if len(plan.chunks) < 2 and not plan.chunks[0].reencode:
-            raise SegmentError(f"{chunk.path}: a single keyframe interval; cannot cut it smaller")
-        pieces = _cut_video(info, plan, limits, options, work, chunk.start, depth=1)
-        final = []
-        for i, piece in enumerate(sorted(pieces, key=lambda c: c.start)):
-            target = Path(out_dir) / f"chunk-{chunk.index:05d}-{i:03d}.mp4"
-            os.replace(piece.path, target)
-            final.append(Chunk(i, str(target), piece.start, piece.end, piece.size_bytes,
-                               piece.frames, piece.reencoded or chunk.reencoded))
+        with _work_dir(out_dir, f".work-{chunk.index}") as work:
+            pieces = _cut_video(info, plan, limits, options, work, chunk.start, depth=1)
+            return _place(pieces, Path(out_dir), f"chunk-{chunk.index:05d}-{{:03d}}.mp4",
+                          reencoded=chunk.reencoded)
     except FFmpegError as exc:
         raise SegmentError(f"{chunk.path}: could not re-cut it ({exc.summary})") from exc
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return final

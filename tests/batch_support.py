@@ -76,3 +76,13 @@ def result_files(out: Path) -> dict[str, bytes]:
             files[str(path.relative_to(out))] = path.read_bytes().replace(
                 str(out).encode(), b"OUT")
     return files
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from batch_support import (
     cli,
     make_video,
     run_cli,
+    stop_process,
     summary,
     wait_for,
 )
@@ -49,12 +49,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
         assert found, f"serve did not report its port: {line!r}"
         yield f"127.0.0.1:{found.group(1)}", log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 def _clarifai(video: Path, out: Path, api: str) -> list[str]:

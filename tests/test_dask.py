@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from batch_support import MAX_BYTES, make_video, result_files, run_cli, summary
+from batch_support import MAX_BYTES, make_video, result_files, run_cli, stop_process, summary
 
 from pipeline.cli import main
 
@@ -41,15 +41,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """`dask scheduler` and one `dask worker` (2 threads) as separate processes on 127.0.0.1."""
@@ -65,8 +56,8 @@ def cluster() -> Iterator[str]:
         _wait_for_worker(address)
         yield address
     finally:
-        _stop(worker)
-        _stop(scheduler)
+        stop_process(worker, 15)
+        stop_process(scheduler, 15)
 
 
 def _wait_for_worker(address: str, timeout: float = 60) -> None:

@@ -101,14 +101,20 @@ class FakeClock:
         self.now += seconds
 
 
-def test_rate_limiter_allows_a_burst_then_never_more_than_rate_per_second() -> None:
-    """25 starts at 10/s: 10 at once, then no window of 1 s ever holds more than 10."""
+def start_times(rate: float, count: int) -> tuple[RateLimiter, list[float]]:
+    """A limiter on a fake clock, and the clock's time at each of `count` acquisitions."""
     clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
     starts = []
-    for _ in range(25):
+    for _ in range(count):
         limiter.acquire()
         starts.append(clock.now)
+    return limiter, starts
+
+
+def test_rate_limiter_allows_a_burst_then_never_more_than_rate_per_second() -> None:
+    """25 starts at 10/s: 10 at once, then no window of 1 s ever holds more than 10."""
+    limiter, starts = start_times(10, 25)
     assert starts[:10] == [0.0] * 10
     for i, t in enumerate(starts):
         assert sum(1 for u in starts[i:] if u < t + 1.0) <= 10
@@ -117,12 +123,7 @@ def test_rate_limiter_allows_a_burst_then_never_more_than_rate_per_second() -> N
 
 def test_rate_limiter_below_one_request_a_second() -> None:
     """0.5/s means one start every 2 s."""
-    clock = FakeClock()
-    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
-    starts = []
-    for _ in range(3):
-        limiter.acquire()
-        starts.append(clock.now)
+    _, starts = start_times(0.5, 3)
     assert starts == pytest.approx([0.0, 2.02, 4.04])
 
 
