@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import segment  # noqa: E402
 from pipeline.backends.clarifai import ClarifaiBackend  # noqa: E402
 from pipeline.probe import probe  # noqa: E402
-from pipeline.serve import ServeConfig, Server  # noqa: E402
+from pipeline.serve.server import ServeConfig, Server  # noqa: E402
 from pipeline.types import Chunk, Limits  # noqa: E402
 
 KEY = "bench-key"

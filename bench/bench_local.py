@@ -16,9 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from common import five_minute_720p, timed  # noqa: E402
 
-from pipeline import embedded, frames  # noqa: E402
-from pipeline.models import NSFW  # noqa: E402
-from pipeline.runner import Runner  # noqa: E402
+from pipeline import sampling  # noqa: E402
+from pipeline.backends import embedded  # noqa: E402
+from pipeline.backends.models import NSFW  # noqa: E402
+from pipeline.batch.runner import Runner  # noqa: E402
+from pipeline.media import decode  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 
 
@@ -33,8 +35,8 @@ def end_to_end(src: str, workers: int) -> float:
 
 
 def decode_rate(src: str, seconds: int, fast: bool) -> float:
-    grid = frames.clarifai_grid(Fraction(seconds), 1000)
-    decoded, took = timed(lambda: sum(1 for _ in frames.decode(src, grid, fast=fast)))
+    grid = sampling.clarifai_grid(Fraction(seconds), 1000)
+    decoded, took = timed(lambda: sum(1 for _ in decode.decode(src, grid, fast=fast)))
     assert decoded == grid.count
     return seconds / took
 

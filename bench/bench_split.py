@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import OUT, settle, sh, thirty_minute_720p, timed  # noqa: E402
 
-from pipeline import mp4, segment  # noqa: E402
+from pipeline import segment  # noqa: E402
+from pipeline.media import mp4read  # noqa: E402
 from pipeline.probe import probe  # noqa: E402
 from pipeline.types import Limits  # noqa: E402
 
@@ -68,7 +69,7 @@ def main() -> None:
     info = probe(str(src))
     assert info.scan is not None
     total = t_probe + t_plan + t_cut
-    frames = sum(mp4.video_track(c.path).frames for c in chunks)  # type: ignore[union-attr]
+    frames = sum(track.frames for c in chunks if (track := mp4read.video_track(c.path)))
     lower = math.ceil(size / limits.max_bytes)
     sizes = [c.size_bytes for c in chunks]
     print(f"source: {src.name}, {size:,} bytes, {info.duration_ms / 1000:.1f} s, "

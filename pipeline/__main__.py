@@ -1,3 +1,3 @@
-from pipeline.cli import main
+from pipeline._cli.main import main
 
 raise SystemExit(main())

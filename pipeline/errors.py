@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 
@@ -55,12 +56,18 @@ class ModelNotAvailableError(ConfigError):
         )
 
 
+class OutputError(PipelineError):
+    """Raised when chunks or results cannot be written (disk full, read-only, no permission);
+    that video fails, the batch goes on."""
+
+
 class BackendError(PipelineError):
     """Base of errors a prediction backend raises for one request."""
 
     def __init__(self, message: str, *, code: int | str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.attempts = 1  # requests spent on it, retries included (set by the backend)
 
 
 class TransientBackendError(BackendError):
@@ -71,6 +78,12 @@ class TransientBackendError(BackendError):
     ) -> None:
         super().__init__(message, code=code)
         self.throttled = throttled
+
+
+class UnreachableError(TransientBackendError):
+    """Raised once the API stayed unavailable through a whole retry schedule; every request
+    after it fails at once, unretried, with the same reason, so the videos still to do fail
+    fast (a later run may find the API back: it is transient, but not for this run)."""
 
 
 class AuthError(BackendError):
@@ -91,3 +104,25 @@ class LockedError(PipelineError):
 
 class Interrupted(PipelineError):
     """Raised when the run is stopped by SIGTERM or Ctrl-C; finished work is saved."""
+
+
+# errno values that say the disk, not the input, is the problem.
+_DISK_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                errno.EPERM: "operation not permitted", errno.EFBIG: "file too large",
+                errno.EIO: "input/output error"}
+_DISK_TEXTS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
+def io_failure(exc: BaseException) -> OutputError | None:
+    """The OutputError an OSError (or an ffmpeg that failed to write) amounts to, if it is a
+    problem of the disk we write to; None otherwise."""
+    if isinstance(exc, OutputError):
+        return exc
+    if isinstance(exc, FFmpegError):
+        text = next((t for t in _DISK_TEXTS if t in exc.stderr), None)
+        return OutputError(f"cannot write chunks: {text.lower()}") if text else None
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        where = f" {exc.filename}" if exc.filename else ""
+        return OutputError(f"cannot write{where}: {_DISK_ERRNOS[exc.errno]}")
+    return None

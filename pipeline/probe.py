@@ -10,8 +10,8 @@ from typing import Any
 
 import ffmpeg
 
-from pipeline import mp4, proc
 from pipeline.errors import FFmpegError, InputError
+from pipeline.media import mp4read, proc
 from pipeline.types import Packet, PacketScan, StreamInfo, VideoInfo, to_ms
 
 # Containers that ffprobe reads as a single still image, not a video.
@@ -33,7 +33,7 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
         # An MP4's sample tables are read while ffprobe runs (each takes ~0.15 s on 700 MB).
         tables = pool.submit(_mp4_scans, path) if scan and not keep_audio else None
         try:
-            raw = ffmpeg.probe(path)
+            raw = ffmpeg.probe(proc.media_input(path))
         except ffmpeg.Error as exc:
             raise InputError(path, _why_unreadable(exc.stderr)) from exc
         info = _parse_info(path, raw)
@@ -133,14 +133,14 @@ def _parse_info(path: str, raw: dict[str, Any]) -> VideoInfo:
     )
 
 
-def _mp4_scans(path: str) -> dict[int, tuple[mp4.SampleTable, Scanned]]:
+def _mp4_scans(path: str) -> dict[int, tuple[mp4read.SampleTable, Scanned]]:
     """Every video track's sample table and packets, by track position ({} for non-MP4s)."""
     return {index: (table, _table_packets(table))
-            for index, table in mp4.video_tables(path).items()}
+            for index, table in mp4read.video_tables(path).items()}
 
 
-def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[mp4.SampleTable, Scanned]]
-              ) -> tuple[mp4.SampleTable, Scanned] | None:
+def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[mp4read.SampleTable, Scanned]]
+              ) -> tuple[mp4read.SampleTable, Scanned] | None:
     """MP4/MOV: the video stream's packets from its sample table in `moov` (0.1 s, not a pass
     over a 700 MB file); None when the file is anything else or anything looks unusual (the
     caller asks ffprobe then)."""
@@ -154,7 +154,7 @@ def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[mp4.SampleTable, Scanned]]
     return found
 
 
-def _table_packets(table: mp4.SampleTable) -> Scanned:
+def _table_packets(table: mp4read.SampleTable) -> Scanned:
     packets = tuple(map(Packet._make, zip(table.pts, table.durations, table.sizes, table.keys,
                                           strict=True)))
     return Scanned(packets, table.data_end)
@@ -170,7 +170,8 @@ def scan_packets(path: str, stream: StreamInfo) -> Scanned:
     """Every packet of one stream in decode order (ffprobe's packet listing)."""
     # csv prints the fields in ffprobe's own order: pts, dts, duration, size, pos, flags.
     argv = [proc.FFPROBE, "-v", "error", "-select_streams", str(stream.index),
-            "-show_entries", "packet=pts,dts,duration,size,pos,flags", "-of", "csv=p=0", path]
+            "-show_entries", "packet=pts,dts,duration,size,pos,flags", "-of", "csv=p=0",
+            proc.media_input(path)]
     try:
         out = proc.run(argv)
     except FFmpegError as exc:

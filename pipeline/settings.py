@@ -1,11 +1,16 @@
-"""Run settings: one keyword-only value built by the CLI (or a caller) and read everywhere."""
+"""Run settings: one keyword-only value, built by the command line from its flags and the
+environment (read there, once), or by a caller; the library reads nothing else."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from pipeline.errors import ConfigError
 from pipeline.types import Limits, Mode
+
+BACKENDS = ("local", "clarifai")
+MODES = ("bytes", "url")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,24 +30,25 @@ class Settings:
     progress: bool = True
     dask: str | None = None
     lock_wait: float = 0.0  # seconds to wait for a video another run is working on; 0: skip it
+    # Credentials and account (CLARIFAI_PAT, CLARIFAI_USER_ID, CLARIFAI_APP_ID); never shown.
+    api_key: str | None = field(default=None, repr=False, compare=False)
+    user_id: str = "clarifai"
+    app_id: str = "main"
+    # URL inputs are streamed to a temporary file: at most this many bytes, this long idle.
+    download_max_bytes: int = 20_000_000_000
+    download_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.backend not in ("local", "clarifai"):
-            raise ConfigError(f"--backend must be local or clarifai, not {self.backend!r}")
-        if self.mode not in ("bytes", "url"):
-            raise ConfigError(f"--mode must be bytes or url, not {self.mode!r}")
-        if self.max_bytes is not None and self.max_bytes < 100_000:
-            raise ConfigError(f"--max-bytes must be at least 100000, not {self.max_bytes}")
-        if self.max_seconds is not None and self.max_seconds < 1:
-            raise ConfigError(f"--max-seconds must be at least 1, not {self.max_seconds}")
-        if not 100 <= self.sample_ms <= 60_000:
-            raise ConfigError(f"--sample-ms must be between 100 and 60000, not {self.sample_ms}")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
-        if self.lock_wait < 0:
-            raise ConfigError(f"--lock-wait must be 0 or more, not {self.lock_wait}")
-        if self.rate_limit <= 0:
-            raise ConfigError(f"--rate-limit must be above 0, not {self.rate_limit}")
+        _one_of("--backend", self.backend, BACKENDS)
+        _one_of("--mode", self.mode, MODES)
+        _at_least("--max-bytes", self.max_bytes, 100_000)
+        _at_least("--max-seconds", self.max_seconds, 1)
+        _at_least("--sample-ms", self.sample_ms, 100, at_most=60_000)
+        _at_least("--concurrency", self.concurrency, 1)
+        _at_least("--lock-wait", self.lock_wait, 0)
+        _at_least("--rate-limit", self.rate_limit, 0, above=True)
+        _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
+        _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
 
     @property
     def limits(self) -> Limits:
@@ -54,3 +60,21 @@ class Settings:
         if self.concurrency is not None:
             return self.concurrency
         return 4 if self.backend == "clarifai" else 2
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be {' or '.join(allowed)}, not {value!r}")
+
+
+def _at_least(name: str, value: float | None, low: float, *, at_most: float | None = None,
+              above: bool = False) -> None:
+    """A finite number >= low (> low with `above`) and <= at_most; None means unset."""
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, not {value}")
+    if value < low or (above and value == low) or (at_most is not None and value > at_most):
+        span = f"between {low:g} and {at_most:g}" if at_most is not None else (
+            f"above {low:g}" if above else f"at least {low:g}")
+        raise ConfigError(f"{name} must be {span}, not {value:g}")

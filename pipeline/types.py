@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 if TYPE_CHECKING:
-    from pipeline.mp4 import SampleTable
+    from pipeline.media.mp4read import SampleTable
 
 Mode = Literal["bytes", "url"]
 
@@ -209,10 +209,15 @@ class Concept:
 
 @dataclass(frozen=True)
 class Frame:
-    """One sampled frame's concepts; `time_ms` is chunk-local or global by context."""
+    """One sampled frame's concepts at `time_ms`, on the clock its ChunkResult names."""
 
     time_ms: int
     concepts: tuple[Concept, ...]
+
+
+# Which clock a result's frame times are on: "chunk" (ms from the chunk's first frame, as an API
+# answers) or "source" (ms from the source's first frame, as the timeline holds them).
+Clock = Literal["chunk", "source"]
 
 
 @dataclass(frozen=True)
@@ -223,8 +228,9 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """A backend's answer for one chunk, with chunk-local frame times."""
+    """The answer for one chunk: its frames, on `clock`, and the requests it took."""
 
     index: int
     frames: tuple[Frame, ...]
     attempts: int = 1
+    clock: Clock = "chunk"

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from media import ffmpeg, testsrc  # noqa: E402
+from media import ffmpeg, testsrc
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +103,7 @@ def bad_inputs(media_dir: Path, vbr_video: Path) -> dict[str, Path]:
 def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """Start `video-pipeline serve` servers in process on free 127.0.0.1 ports, each with a
     request log in tmp_path and the test module's KEY; all stopped after the test."""
-    from pipeline.serve import ServeConfig, Server
+    from pipeline.serve.server import ServeConfig, Server
 
     started: list[Server] = []
 

@@ -25,10 +25,10 @@ from batch_support import (
     wait_for,
 )
 
-from pipeline import inputs
-from pipeline.cli import main
+from pipeline._cli.main import main
+from pipeline.batch import download, identity, inputs
+from pipeline.batch.locks import VideoLock
 from pipeline.errors import InputError, LockedError
-from pipeline.locks import VideoLock
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,10 @@ def test_csv_manifest_without_path_column_is_that_inputs_error(tmp_path: Path) -
 def test_video_id_stable_and_content_sensitive(tmp_path: Path, batch_folder: Path) -> None:
     """Same file -> same id; same name with different content -> a different id."""
     one = copy_folder(batch_folder, tmp_path / "one")
-    first = inputs.video_id(str(one / "a.mp4"))
-    assert inputs.video_id(str(one / "a.mp4")) == first
+    first = identity.video_id(str(one / "a.mp4"))
+    assert identity.video_id(str(one / "a.mp4")) == first
     shutil.copy2(batch_folder / "b.mp4", one / "a.mp4")
-    assert inputs.video_id(str(one / "a.mp4")) != first
+    assert identity.video_id(str(one / "a.mp4")) != first
 
 
 # -- URLs ---------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_download_over_the_cap_is_refused(tmp_path: Path, batch_folder: Path,
     root, base = http_root
     shutil.copy(batch_folder / "a.mp4", root / "a.mp4")
     with pytest.raises(InputError, match="over the"):
-        inputs.download(f"{base}/a.mp4?k=v", str(tmp_path), max_bytes=10_000)
+        download.download(f"{base}/a.mp4?k=v", str(tmp_path), max_bytes=10_000, timeout=30)
     assert list(tmp_path.iterdir()) == [tmp_path / "www"]
 
 

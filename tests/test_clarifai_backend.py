@@ -19,11 +19,11 @@ import media
 import pytest
 
 from pipeline.backends.clarifai import ClarifaiBackend, Deadline
+from pipeline.backends.retry import RetryConfig
+from pipeline.batch.runner import Runner
 from pipeline.errors import AuthError, OverLimitError, RejectedInputError, TransientBackendError
-from pipeline.retry import RetryConfig
-from pipeline.runner import Runner
-from pipeline.serve import Fault, Server
-from pipeline.serve_inputs import InputLimits
+from pipeline.serve.inputs import InputLimits
+from pipeline.serve.server import Fault, Server
 from pipeline.settings import Settings
 from pipeline.types import Chunk
 
@@ -178,7 +178,7 @@ def test_throttling_waits_longer_than_other_transient_faults(
         waits[fault] = []
         with pytest.raises(TransientBackendError) as caught:
             backend(server, sleeps=waits[fault], retry=config).predict(whole(noisy_video), 1000)
-        assert caught.value.attempts == 4 and len(requests(server)) == 4  # type: ignore[attr-defined]
+        assert caught.value.attempts == 4 and len(requests(server)) == 4
     for n, (throttled, other) in enumerate(zip(waits["11005"], waits["UNAVAILABLE"],
                                                strict=True), start=1):
         assert other <= config.base * 2 ** (n - 1) < config.throttle_floor * 2 ** (n - 1)
@@ -202,7 +202,7 @@ def test_a_chunk_that_keeps_timing_out_is_resplit(serve: Callable[..., Server],
                      deadline=Deadline(base=0.3, per_video_second=0))
     with pytest.raises(OverLimitError, match="timed out") as caught:
         client.predict(whole(noisy_video), 1000)
-    assert caught.value.attempts == 2  # type: ignore[attr-defined]
+    assert caught.value.attempts == 2
 
 
 def test_bad_input_fails_with_clarifais_description(serve: Callable[..., Server],

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from batch_support import MAX_BYTES, make_video, result_files, run_cli, stop_process, summary
 
-from pipeline.cli import main
+from pipeline._cli.main import main
 
 DASK = str(Path(sys.executable).parent / "dask")
 

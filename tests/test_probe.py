@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import mp4
 from pipeline import probe as probing
+from pipeline.media import mp4read as mp4
 
 
 def relative(scanned: probing.Scanned) -> list[tuple[int, int, bool]]:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from pipeline.backends.ratelimit import RateLimiter
+from pipeline.backends.retry import RetryConfig, policy
 from pipeline.errors import AuthError, TransientBackendError
-from pipeline.ratelimit import RateLimiter
-from pipeline.retry import RetryConfig, policy
 
 CONFIG = RetryConfig(attempts=5, base=0.5, cap=30.0, throttle_floor=2.0)
 

@@ -161,7 +161,7 @@ def test_video_id_is_stable_and_differs_for_different_content(
         small_video: Path, vbr_video: Path, tmp_path: Path) -> None:
     """The same bytes under two names share the stem-free part; different bytes under one name
     get different ids."""
-    from pipeline.inputs import video_id
+    from pipeline.batch.identity import video_id
     a, b = tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4"
     a.parent.mkdir()
     b.parent.mkdir()

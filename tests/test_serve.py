@@ -25,8 +25,8 @@ from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
 from PIL import Image
 
-from pipeline.serve import Server
-from pipeline.serve_inputs import InputLimits
+from pipeline.serve.inputs import InputLimits
+from pipeline.serve.server import Server
 
 KEY = "serve-test-key"
 METADATA = (("authorization", f"Key {KEY}"),)

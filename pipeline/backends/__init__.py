@@ -1,4 +1,8 @@
-"""Prediction backends: one interface, `predict(chunk, sample_ms) -> ChunkResult`."""
+"""Prediction backends: one interface, `predict(chunk, sample_ms) -> ChunkResult`.
+
+`local` runs an embedded model in process; `clarifai` speaks Clarifai's gRPC API to
+api.clarifai.com or any Clarifai-compatible server. `factory.make_backend` picks one from the
+settings; `retry` and `ratelimit` are the clarifai backend's policies."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pipeline.types import Chunk, ChunkResult, ModelInfo
 
 
 class Backend(Protocol):
-    """Answers one chunk at a time, with chunk-local frame times (ms from its first frame)."""
+    """Answers one chunk at a time; the result says which clock its frame times are on."""
 
     name: str
     model: ModelInfo

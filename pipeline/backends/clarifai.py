@@ -2,11 +2,11 @@
 
 One backend object serves every chunk of every video of a run, from several threads: the gRPC
 channel is thread-safe, the rate limiter is shared, and the first request goes alone so that a
-wrong key costs one request, not one per chunk in flight."""
+wrong key costs one request, not one per chunk in flight. Once the API has stayed unreachable
+through a whole retry schedule, every later request fails at once with the same reason."""
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -17,34 +17,32 @@ from pathlib import Path
 import grpc
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
-from clarifai_grpc.grpc.api.status import status_code_pb2, status_pb2
+from clarifai_grpc.grpc.api.status import status_pb2
 
-from pipeline import models
+from pipeline.backends import models
+from pipeline.backends.clarifai_status import (
+    SUCCESS,
+    SUCCESS_CODES,
+    classify,
+    code_name,
+    rpc_error,
+)
+from pipeline.backends.ratelimit import RateLimiter
+from pipeline.backends.retry import RetryConfig, policy
 from pipeline.errors import (
     AuthError,
     BackendError,
     ConfigError,
     OverLimitError,
-    RejectedInputError,
     TransientBackendError,
+    UnreachableError,
 )
-from pipeline.ratelimit import RateLimiter
-from pipeline.retry import RetryConfig, policy
 from pipeline.settings import Settings
 from pipeline.types import Chunk, ChunkResult, Concept, Frame, ModelInfo
 
-_S = status_code_pb2
-# DESIGN.md's lists: retry these; 98xxx (internal) is retried too.
-TRANSIENT_CODES = frozenset({
-    _S.TRY_AGAIN, _S.CONN_THROTTLED, _S.MODEL_DEPLOYING, _S.MODEL_QUEUED_FOR_DEPLOYMENT,
-    _S.MODEL_BUSY_PLEASE_RETRY, _S.MODEL_LOADING, _S.RPC_REQUEST_QUEUE_FULL,
-    _S.RPC_SERVER_UNAVAILABLE, _S.RPC_REQUEST_TIMEOUT, _S.INTERNAL_UNCATEGORIZED})
-OVER_LIMIT_CODES = frozenset({_S.INPUT_VIDEO_OVER_LIMIT, _S.RPC_MAX_MESSAGE_SIZE_EXCEEDED})
-MODEL_ACCESS_CODES = frozenset({_S.MODEL_DOES_NOT_EXIST, _S.MODEL_PERMISSION_DENIED})
-_TRANSIENT_GRPC = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                             grpc.StatusCode.ABORTED})
-_AUTH_GRPC = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 _TIMEOUT = "DEADLINE_EXCEEDED"
+NO_KEY = ("no Clarifai key: set the CLARIFAI_PAT environment variable to a personal access "
+          "token (Clarifai: Settings > Secrets), e.g. `export CLARIFAI_PAT=...`")
 
 
 @dataclass(frozen=True)
@@ -76,16 +74,6 @@ class _Key:
         return "<key hidden>"
 
     __str__ = __repr__
-
-
-def key_from_env() -> str:
-    """CLARIFAI_PAT, the only place a key comes from (never a flag: flags end up in `ps`)."""
-    key = os.environ.get("CLARIFAI_PAT", "").strip()
-    if not key:
-        raise ConfigError("no Clarifai key: set the CLARIFAI_PAT environment variable to a "
-                          "personal access token (Clarifai: Settings > Secrets), e.g. "
-                          "`export CLARIFAI_PAT=...`")
-    return key
 
 
 def open_channel(api_base: str | None, insecure: bool) -> grpc.Channel:
@@ -127,16 +115,17 @@ class ClarifaiBackend:
         self._key_ok = threading.Event()
         self._first = threading.Lock()
         self._refused: AuthError | None = None
+        self._down: UnreachableError | None = None
         self.requests = 0  # every request sent, for tests and reports
         self._count = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClarifaiBackend:
-        return cls(settings.model, key=key_from_env(), api_base=settings.api_base,
-                   insecure=settings.insecure,
-                   user_id=os.environ.get("CLARIFAI_USER_ID") or "clarifai",
-                   app_id=os.environ.get("CLARIFAI_APP_ID") or "main",
-                   rate_limit=settings.rate_limit)
+        if not settings.api_key:
+            raise ConfigError(NO_KEY)
+        return cls(settings.model, key=settings.api_key, api_base=settings.api_base,
+                   insecure=settings.insecure, user_id=settings.user_id,
+                   app_id=settings.app_id, rate_limit=settings.rate_limit)
 
     def __repr__(self) -> str:
         return (f"ClarifaiBackend(model={self._model_id!r}, "
@@ -160,7 +149,8 @@ class ClarifaiBackend:
         try:
             frames = self._retrying.copy()(attempt)
         except BackendError as exc:
-            final = _counted(_kept_timing_out(exc, chunk, tries), len(tries))
+            final = self._verdict(exc, chunk, tries)
+            final.attempts = len(tries)
             if final is exc:
                 raise
             raise final from exc
@@ -175,6 +165,21 @@ class ClarifaiBackend:
                 output_info=config)),
             inputs=[resources_pb2.Input(data=resources_pb2.Data(
                 video=resources_pb2.Video(base64=data)))])
+
+    def _verdict(self, exc: BackendError, chunk: Chunk, tries: list[str | int | None],
+                 ) -> BackendError:
+        """What the last failure means once retries are over: a chunk that timed out on every
+        attempt is too much for one call (re-split it); an API that never answered is down."""
+        if not isinstance(exc, TransientBackendError):
+            return exc
+        if len(tries) > 1 and set(tries) == {_TIMEOUT}:
+            return OverLimitError(f"chunk {chunk.index}: timed out on all {len(tries)} attempts",
+                                  code=_TIMEOUT)
+        if exc.code == grpc.StatusCode.UNAVAILABLE.name:
+            self._down = self._down or UnreachableError(
+                f"API unreachable: {exc} (after {len(tries)} attempts)", code=exc.code)
+            return self._down
+        return exc
 
     def _attempt(self, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
                  ) -> tuple[Frame, ...]:
@@ -202,8 +207,11 @@ class ClarifaiBackend:
         return frames
 
     def _stop_if_refused(self) -> None:
+        """A refused key or an API found down ends every request at once, unretried."""
         if self._refused is not None:
             raise AuthError(str(self._refused), code=self._refused.code)
+        if self._down is not None:
+            raise UnreachableError(str(self._down), code=self._down.code)
 
     def _exchange(self, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
                   ) -> tuple[Frame, ...]:
@@ -214,7 +222,8 @@ class ClarifaiBackend:
             response = self._stub.PostModelOutputs(
                 request, metadata=self._key.metadata(), timeout=self._deadline.for_chunk(chunk))
         except grpc.RpcError as exc:
-            raise self._rpc_error(chunk, exc) from None
+            details = self._key.scrub(str(exc.details() or ""))
+            raise rpc_error(exc.code(), f"chunk {chunk.index}", details) from None
         return self._frames(chunk, response)
 
     # -- answers -------------------------------------------------------------------------------
@@ -222,78 +231,25 @@ class ClarifaiBackend:
                 ) -> tuple[Frame, ...]:
         """The frames of a successful answer; any failed status, top-level or per output, raises."""
         if not response.outputs:
-            if response.status.code == _S.SUCCESS:
+            if response.status.code in SUCCESS_CODES:
                 raise BackendError(f"chunk {chunk.index}: the API answered with no outputs")
             raise self._status_error(chunk, response.status)
         output = response.outputs[0]
-        if output.status.code != _S.SUCCESS:
+        if output.status.code != SUCCESS:
             raise self._status_error(chunk, output.status)
-        if response.status.code not in (_S.SUCCESS, _S.MIXED_STATUS):
+        if response.status.code not in SUCCESS_CODES:
             raise self._status_error(chunk, response.status)
         return tuple(Frame(int(f.frame_info.time), _concepts(f.data.concepts))
                      for f in output.data.frames)
 
     def _status_error(self, chunk: Chunk, status: status_pb2.Status) -> BackendError:
         code = int(status.code)
-        what = f"{_code_name(code)} ({code})"
+        what = f"{code_name(code)} ({code})"
         text = self._key.scrub("; ".join(t for t in (status.description, status.details) if t))
         message = f"chunk {chunk.index}: {what}: {text or 'no description'}"
         return classify(code, message, self._model_id)
-
-    def _rpc_error(self, chunk: Chunk, exc: grpc.RpcError) -> BackendError:
-        code: grpc.StatusCode = exc.code()
-        details = self._key.scrub(str(exc.details() or ""))
-        message = f"chunk {chunk.index}: gRPC {code.name}: {details or 'no details'}"
-        if code in _AUTH_GRPC:
-            return AuthError(f"the API refused the credentials ({message}); check CLARIFAI_PAT",
-                             code=code.name)
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            if "larger than max" in details.lower():
-                return OverLimitError(message, code=code.name)
-            return TransientBackendError(message, code=code.name, throttled=True)
-        if code in _TRANSIENT_GRPC:
-            return TransientBackendError(message, code=code.name)
-        return BackendError(message, code=code.name)
-
-
-def classify(code: int, message: str, model_id: str) -> BackendError:
-    """The error a Clarifai status code means for this chunk (DESIGN.md's code lists)."""
-    if code in TRANSIENT_CODES or 98000 <= code < 99000:
-        return TransientBackendError(message, code=code, throttled=code == _S.CONN_THROTTLED)
-    if code in OVER_LIMIT_CODES:
-        return OverLimitError(message, code=code)
-    if 11000 <= code < 12000:
-        return AuthError(f"the API refused the key or account: {message}; check CLARIFAI_PAT "
-                         "(and CLARIFAI_USER_ID / CLARIFAI_APP_ID)", code=code)
-    if code in MODEL_ACCESS_CODES:
-        return AuthError(f"model {model_id!r} cannot be used: {message}; check --model "
-                         "(and CLARIFAI_USER_ID / CLARIFAI_APP_ID)", code=code)
-    if 30000 <= code < 32000 or code == _S.PREDICT_INVALID_REQUEST:
-        return RejectedInputError(f"the API rejected the video: {message}", code=code)
-    return BackendError(message, code=code)
-
-
-def _kept_timing_out(exc: BackendError, chunk: Chunk, tries: list[str | int | None],
-                     ) -> BackendError:
-    """A chunk whose every attempt ran out of time is too much for one call: re-split it."""
-    if isinstance(exc, TransientBackendError) and len(tries) > 1 and set(tries) == {_TIMEOUT}:
-        return OverLimitError(f"chunk {chunk.index}: timed out on all {len(tries)} attempts",
-                              code=_TIMEOUT)
-    return exc
-
-
-def _counted(exc: BackendError, attempts: int) -> BackendError:
-    exc.attempts = attempts  # type: ignore[attr-defined]  # the runner reads it with getattr
-    return exc
 
 
 def _concepts(concepts: Iterable[resources_pb2.Concept]) -> tuple[Concept, ...]:
     found = [Concept(c.id, c.name, round(float(c.value), 6)) for c in concepts]
     return tuple(sorted(found, key=lambda c: -c.value))
-
-
-def _code_name(code: int) -> str:
-    try:
-        return str(_S.StatusCode.Name(code))
-    except ValueError:
-        return "UNKNOWN_CODE"

@@ -6,17 +6,20 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from pipeline import embedded, frames
+from pipeline.backends import embedded
+from pipeline.backends.models import EMBEDDED
+from pipeline.backends.models import embedded as embedded_model
 from pipeline.errors import InputError, ModelNotAvailableError
-from pipeline.models import EMBEDDED
-from pipeline.models import embedded as embedded_model
+from pipeline.media import decode
+from pipeline.sampling import Grid, global_grid
 from pipeline.types import Chunk, ChunkResult, Concept, Frame, ModelInfo, to_ms
 
 BATCH = 8
 
 
 class LocalBackend:
-    """Samples each chunk on the whole video's grid, so the merged timeline is evenly spaced."""
+    """Samples each chunk on the whole video's grid, so the merged timeline is evenly spaced;
+    answers on the source clock (the instants it scores are the source's)."""
 
     name = "local"
 
@@ -33,8 +36,8 @@ class LocalBackend:
         self._classifier = embedded.shared(found, threads=decode_threads or None)
 
     def predict(self, chunk: Chunk, sample_ms: int) -> ChunkResult:
-        grid = frames.global_grid(chunk.start, chunk.end, sample_ms)
-        times = [to_ms(chunk.start + t) - chunk.start_ms for t in grid.times()]
+        grid = global_grid(chunk.start, chunk.end, sample_ms)
+        times = [to_ms(chunk.start + t) for t in grid.times()]
         scores = self._scores(chunk.path, grid, fast=self._fast)
         if len(scores) < grid.count and self._fast:
             # Some streams mark every frame non-reference; decode them all.
@@ -42,10 +45,11 @@ class LocalBackend:
         if len(scores) < grid.count:
             raise InputError(chunk.path, f"decoded {len(scores)} of {grid.count} sampled frames")
         return ChunkResult(chunk.index, tuple(
-            Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)))
+            Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)),
+            clock="source")
 
-    def _scores(self, path: str, grid: frames.Grid, *, fast: bool) -> np.ndarray:
-        decoded = frames.decode(path, grid, threads=self._decode_threads, fast=fast)
+    def _scores(self, path: str, grid: Grid, *, fast: bool) -> np.ndarray:
+        decoded = decode.decode(path, grid, threads=self._decode_threads, fast=fast)
         parts = list(self._batches(decoded))
         return np.concatenate(parts) if parts else np.zeros((0, len(self._model.concepts)))
 

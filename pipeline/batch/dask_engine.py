@@ -10,6 +10,8 @@ inputs (so it must see the folders and manifests), and each task runs the same c
   stops before sending anything (exit 2). Per-video locks (`locks.py`) work across machines too.
 - Sources must be readable by the workers at the path the client sees (relative paths are made
   absolute; timeline.json still shows the path as given) or be URLs.
+- Credentials are not shipped with the tasks: each worker reads CLARIFAI_PAT (and
+  CLARIFAI_USER_ID / CLARIFAI_APP_ID) from its own environment, as a local run does.
 - The rate limit holds across the cluster by splitting it: each worker process gets
   `--rate-limit / workers` (the workers present when the run starts), enforced by one limiter
   shared by every task in that process (the backend is built once per process). `--concurrency`
@@ -26,15 +28,19 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline import inputs, store
 from pipeline.backends import Backend
+from pipeline.backends.factory import make_backend
+from pipeline.batch import inputs
+from pipeline.batch.runner import Runner
+from pipeline.batch.stopping import StopCheck, StopFlag
+from pipeline.batch.summary import Outcome, failed, write_summary
 from pipeline.errors import ConfigError, Interrupted
-from pipeline.runner import Outcome, Runner, make_backend, write_summary
+from pipeline.output.files import atomic_write_text, prepare_out
 from pipeline.settings import Settings
-from pipeline.stopping import StopCheck, StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,8 @@ def run(settings: Settings, out: str, sources: list[str], *,
     """Every input as a task on the cluster `settings.dask` names; summary.json as a local run."""
     distributed = _import_distributed()
     stop = stop or StopFlag()
-    outdir = Path(out).resolve()
-    outdir.mkdir(parents=True, exist_ok=True)
-    expanded = [_for_workers(s) for s in inputs.expand(sources)]
+    outdir = prepare_out(out).resolve()
+    expanded = [_for_workers(s) for s in inputs.expand(sources, exclude=str(outdir))]
     # Done videos are skipped here, before any cluster is reached: a nightly rerun over a folder
     # that holds nothing new costs what a local rerun costs.
     checker = Runner(settings, str(outdir), stop=stop, summary=False)
@@ -75,7 +80,8 @@ def _on_cluster(distributed: Any, settings: Settings, outdir: Path,
         check_shared(client, outdir)
         workers = max(1, len(client.scheduler_info()["workers"]))
         task_settings = dataclasses.replace(
-            settings, rate_limit=settings.rate_limit / workers, progress=False, dask=None)
+            settings, rate_limit=settings.rate_limit / workers, progress=False, dask=None,
+            api_key=None)
         log.info("dask: %d workers at %s; each gets %.3g requests/s of --rate-limit %.3g",
                  workers, client.scheduler.address, task_settings.rate_limit, settings.rate_limit)
         return _run_tasks(distributed, client, task_settings, outdir, sources, stop)
@@ -121,7 +127,7 @@ def check_shared(client: Any, out: Path) -> None:
     """Raise ConfigError unless every worker sees the marker file the client writes in --out."""
     token = uuid.uuid4().hex
     marker = out / f".dask-check-{token}"
-    store.atomic_write_text(marker, token)
+    atomic_write_text(marker, token)
     try:
         seen = client.run(_sees_marker, str(marker), token)
     finally:
@@ -168,7 +174,7 @@ def _outcome(future: Any, source: inputs.Source) -> Outcome:
         result: Outcome = future.result()
         return result
     except Exception as exc:  # a worker died or the task raised: that input's failure
-        return Outcome(source.display, error=f"{source.display}: dask task failed: {exc}")
+        return failed(source.display, f"dask task failed: {exc}")
 
 
 class _EventStop:
@@ -190,10 +196,19 @@ def process_on_worker(settings: Settings, out: str, source: inputs.Source,
     """The task: one video, start to end, with this worker process's shared backend."""
     stop: StopCheck = _EventStop(stop_event)
     if stop.is_set():
-        return Outcome(source.display, error=f"{source.display}: interrupted before it started; "
-                                             "rerun to resume")
+        return failed(source.display, "interrupted before it started; rerun to resume")
+    settings = worker_settings(settings, os.environ)
     runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False)
     return runner.process(source)
+
+
+def worker_settings(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """The task's settings with this worker's own credentials: a task is a worker's entry
+    point, as the command line is the client's, and keys never travel with tasks."""
+    return dataclasses.replace(
+        settings, api_key=environ.get("CLARIFAI_PAT", "").strip() or None,
+        user_id=environ.get("CLARIFAI_USER_ID") or settings.user_id,
+        app_id=environ.get("CLARIFAI_APP_ID") or settings.app_id)
 
 
 def _backend(settings: Settings) -> Backend:

@@ -69,3 +69,12 @@ class Streamed:
             self.proc.kill()
         self.proc.wait()
         self._err.close()
+
+
+def media_input(path: str) -> str:
+    """`path` as ffmpeg/ffprobe must be given it: a local file through the `file:` protocol, so
+    that a name like `-version.mp4` is not read as an option, nor `http:x.mp4` as a protocol;
+    URLs (http, https, s3 presigned) as they are."""
+    if path.lower().startswith(("http://", "https://")):
+        return path
+    return f"file:{path}"

@@ -23,7 +23,8 @@ import numpy as np
 from clarifai_grpc.grpc.api import resources_pb2
 from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
 
-from pipeline import embedded, frames, mp4
+from pipeline.backends import embedded
+from pipeline.backends.models import EmbeddedModel
 from pipeline.errors import (
     BackendError,
     FFmpegError,
@@ -31,8 +32,9 @@ from pipeline.errors import (
     OverLimitError,
     RejectedInputError,
 )
-from pipeline.models import EmbeddedModel
+from pipeline.media import decode, mp4read
 from pipeline.probe import probe
+from pipeline.sampling import clarifai_grid
 from pipeline.types import to_ms
 
 _BATCH = 8
@@ -149,9 +151,9 @@ def predict_video(data: bytes, model: EmbeddedModel, sample_ms: int,
         with open(path, "wb") as fh:
             fh.write(data)
         duration = _duration(path, limits)
-        grid = frames.clarifai_grid(duration, sample_ms)
+        grid = clarifai_grid(duration, sample_ms)
         try:
-            scores = _scores(list(frames.decode(path, grid)), model)
+            scores = _scores(list(decode.decode(path, grid)), model)
         except FFmpegError as exc:
             raise RejectedInputError(f"cannot decode the video: {exc.summary}",
                                      code=codes.INPUT_VIDEO_UNSUPPORTED_FORMAT) from exc
@@ -164,7 +166,7 @@ def predict_video(data: bytes, model: EmbeddedModel, sample_ms: int,
 def _duration(path: str, limits: InputLimits) -> Fraction:
     """From the MP4 index when there is one (no process: ffprobe costs ~0.15 s a request),
     else from ffprobe's packets."""
-    track = mp4.video_track(path)
+    track = mp4read.video_track(path)
     duration = track.duration if track is not None and track.frames else None
     if duration is None:
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import tenacity
 
-from pipeline.errors import TransientBackendError
+from pipeline.errors import TransientBackendError, UnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,12 @@ def policy(config: RetryConfig | None = None, *,
            sleep: Callable[[float], None] = time.sleep,
            rng: random.Random | None = None,
            logger: logging.Logger = log) -> tenacity.Retrying:
-    """Retry TransientBackendError only; every other error reaches the caller at once, as is."""
+    """Retry TransientBackendError only (not an API already found unreachable); every other
+    error reaches the caller at once, as is."""
     config = config or RetryConfig()
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientBackendError),
+        retry=(tenacity.retry_if_exception_type(TransientBackendError)
+               & tenacity.retry_if_not_exception_type(UnreachableError)),
         stop=(tenacity.stop_after_attempt(config.attempts)
               | tenacity.stop_before_delay(config.max_seconds)),
         wait=Backoff(config, rng or random.Random()),

@@ -21,9 +21,10 @@ from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
 from clarifai_grpc.grpc.api.status import status_pb2
 
-from pipeline import models, serve_inputs
+from pipeline.backends import models
 from pipeline.errors import BackendError
-from pipeline.serve_inputs import InputLimits
+from pipeline.serve import inputs as serve_inputs
+from pipeline.serve.inputs import InputLimits
 
 log = logging.getLogger(__name__)
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import ConfigError
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve the embedded model over Clarifai's gRPC protocol")
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", parents=parents,
+                       help="serve the embedded model over Clarifai's gRPC protocol")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
     p.add_argument("--api-key", default=None, help="require 'authorization: Key KEY' "
@@ -34,16 +35,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=8, help="requests served at once")
 
 
-def config(args: argparse.Namespace) -> Any:
-    from pipeline.serve import ServeConfig
-    from pipeline.serve_inputs import InputLimits
+def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    from pipeline.serve.inputs import InputLimits
+    from pipeline.serve.server import ServeConfig
     if not 0 <= args.fault_rate <= 1:
         raise ConfigError(f"--fault-rate must be between 0 and 1, not {args.fault_rate}")
     if args.workers < 1 or args.latency_ms < 0:
         raise ConfigError("--workers must be at least 1 and --latency-ms at least 0")
     return ServeConfig(
         host=args.host, port=args.port,
-        api_key=args.api_key or os.environ.get("VIDEO_PIPELINE_API_KEY") or None,
+        api_key=args.api_key or environ.get("VIDEO_PIPELINE_API_KEY") or None,
         limits=InputLimits(max_bytes=args.max_bytes, max_url_bytes=args.max_url_bytes,
                            max_seconds=args.max_seconds, allow_local_urls=args.allow_local_urls),
         fault_rate=args.fault_rate, fault_seed=args.fault_seed, faults=_faults(args.fault_codes),
@@ -52,7 +53,7 @@ def config(args: argparse.Namespace) -> Any:
 
 
 def _faults(text: str | None) -> Any:
-    from pipeline.serve import FAULTS, Fault
+    from pipeline.serve.server import FAULTS, Fault
     if not text:
         return FAULTS
     try:
@@ -61,10 +62,10 @@ def _faults(text: str | None) -> Any:
         raise ConfigError(f"--fault-codes: unknown gRPC status {exc}") from exc
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve until SIGTERM or Ctrl-C; requests in flight finish first."""
-    from pipeline.serve import Server
-    server = Server(config(args))
+    from pipeline.serve.server import Server
+    server = Server(config(args, environ))
     try:
         port = server.start()
     except (OSError, RuntimeError) as exc:

@@ -1,9 +1,8 @@
-"""Stopping a run cleanly on SIGTERM or Ctrl-C (SIGINT).
+"""SIGTERM and Ctrl-C (SIGINT) stop a run cleanly; a second signal abandons it at once.
 
-The first signal sets a flag: no new chunk is sent and no new video started, chunks in flight
-finish and are checkpointed, summary.json is written, and the CLI exits 130. A second signal
-abandons the chunks in flight at once (exit 130 too); that is safe because every file is written
-atomically, so a rerun resumes from the last saved chunk either way."""
+The first signal sets the run's stop flag (batch.stopping): chunks in flight finish and are
+saved, nothing new is sent, the CLI exits 130. A second signal exits 130 at once; that is safe
+because every file is written atomically, so a rerun resumes from the last saved chunk."""
 
 from __future__ import annotations
 
@@ -15,36 +14,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Protocol
 
-log = logging.getLogger(__name__)
+from pipeline.batch.stopping import StopFlag
+
+log = logging.getLogger("pipeline")
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells and schedulers read as "interrupted"
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class StopCheck(Protocol):
-    """Anything with `is_set()`: a threading.Event here, a distributed.Event on Dask workers."""
-
-    def is_set(self) -> bool: ...
-
-
-class StopFlag:
-    """Set once by the first signal (or by a caller); read before every chunk is sent."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason: str | None = None
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def set(self, reason: str = "stop requested") -> None:
-        self.reason = self.reason or reason
-        self._event.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
 
 
 @contextmanager
@@ -60,7 +36,7 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
             print(f"video-pipeline: {name} again: abandoning chunks in flight; "
                   "finished work is saved, rerun to resume", file=sys.stderr, flush=True)
             os._exit(EXIT_INTERRUPTED)
-        flag.set(name)
+        flag.set()
         log.warning("%s: stopping; chunks in flight finish and are saved, nothing new is sent "
                     "(send it again to abandon them)", name)
 

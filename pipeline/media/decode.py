@@ -2,51 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from pipeline import proc
+from pipeline.media import proc
+from pipeline.sampling import Grid
 
 SIZE = 224
 _FRAME_BYTES = SIZE * SIZE * 3
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Sampling instants first, first + step, ... (seconds from the file's first frame)."""
-
-    first: Fraction
-    step: Fraction
-    count: int
-
-    def times(self) -> list[Fraction]:
-        return [self.first + i * self.step for i in range(self.count)]
-
-
-def clarifai_grid(duration: Fraction, sample_ms: int) -> Grid:
-    """Clarifai's sampling: the middle of each interval that starts in the file."""
-    step = Fraction(sample_ms, 1000)
-    count = max(1, math.ceil(duration / step)) if duration > 0 else 1
-    first = step / 2
-    while count > 1 and first + (count - 1) * step >= duration:
-        count -= 1
-    return Grid(first, step, count)
-
-
-def global_grid(start: Fraction, end: Fraction, sample_ms: int) -> Grid:
-    """The whole video's grid (middles of intervals from its first frame) restricted to a chunk
-    [start, end), as times from the chunk's first frame."""
-    step = Fraction(sample_ms, 1000)
-    k0 = max(0, math.ceil((start - step / 2) / step))
-    first = k0 * step + step / 2
-    count = max(0, math.ceil((end - first) / step))
-    return Grid(first - start, step, count)
 
 
 # Decoding is the local model's bottleneck (~14x real time for 720p30 on 2 cores). Skipping the
@@ -55,23 +22,29 @@ def global_grid(start: Fraction, end: Fraction, sample_ms: int) -> Grid:
 FAST_DECODE = ["-skip_frame", "noref", "-skip_loop_filter", "all"]
 
 
-def decode(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) -> Iterator[np.ndarray]:
-    """Yield `grid.count` RGB uint8 frames of SIZE x SIZE: the frame shown at each instant.
+def decode_argv(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) -> list[str]:
+    """The ffmpeg command that writes one raw RGB frame per instant of `grid` to stdout.
 
     The fps filter with round=up gives slot n the last frame whose time is <= the instant; the
-    resize and centre crop are open_nsfw's (256 -> 224). A reader thread keeps ffmpeg decoding
-    while the caller runs inference."""
-    if grid.count == 0:
-        return
+    resize and centre crop are open_nsfw's (256 -> 224)."""
     shift = float(grid.first)
     rate = Fraction(1) / grid.step
     vf = (f"setpts=PTS-STARTPTS-{shift:.6f}/TB,"
           f"fps=fps={rate.numerator}/{rate.denominator}:round=up,"
           f"scale=256:256:flags=bilinear,crop={SIZE}:{SIZE}")
-    argv = [proc.FFMPEG, "-v", "error", "-nostdin", "-threads", str(threads),
-            *(FAST_DECODE if fast else []), "-i", path,
+    return [proc.FFMPEG, "-v", "error", "-nostdin", "-threads", str(threads),
+            *(FAST_DECODE if fast else []), "-i", proc.media_input(path),
             "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(grid.count),
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+
+
+def decode(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) -> Iterator[np.ndarray]:
+    """Yield `grid.count` RGB uint8 frames of SIZE x SIZE: the frame shown at each instant.
+
+    A reader thread keeps ffmpeg decoding while the caller runs inference."""
+    if grid.count == 0:
+        return
+    argv = decode_argv(path, grid, threads=threads, fast=fast)
     stream = proc.Streamed(argv)
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
     reader = threading.Thread(target=_read_frames, args=(stream, frames), daemon=True)

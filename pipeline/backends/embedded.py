@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from pipeline.models import EmbeddedModel
+from pipeline.backends.models import EmbeddedModel
 
 MEAN_BGR = np.array([104, 117, 123], dtype=np.float32)
 

@@ -1,0 +1,1 @@
+"""The command line (private): parsing into settings, progress, errors into exit codes."""

@@ -1,0 +1,103 @@
+"""The subcommands: each turns parsed arguments and the environment into a library call and
+prints its result. Exit codes and error messages are main's."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipeline._cli import options
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def emit(text: str, *, err: bool = False) -> None:
+    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def cmd_probe(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
+    from pipeline._cli import render
+    from pipeline.probe import probe
+    info = probe(args.video)
+    emit(json.dumps(render.probe_dict(info), indent=2) if args.json else render.probe_text(info))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
+    from pipeline import segment
+    from pipeline._cli import render
+    from pipeline.probe import probe
+    settings = options.settings(args, environ, run=False)
+    info = probe(args.video, keep_audio=settings.keep_audio)
+    plan = segment.make_plan(info, settings.limits,
+                             segment.SegmentOptions(keep_audio=settings.keep_audio))
+    emit(json.dumps(render.plan_dict(info, plan), indent=2) if args.json
+         else render.plan_text(info, plan))
+    return EXIT_OK
+
+
+def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
+    from pipeline import segment
+    from pipeline.errors import io_failure
+    from pipeline.output import files, formats
+    from pipeline.probe import probe
+    settings = options.settings(args, environ, run=False)
+    files.prepare_out(args.out)
+    info = probe(args.video, keep_audio=settings.keep_audio)
+    listing = os.path.join(args.out, "chunks.json")
+    try:
+        chunks = segment.split(info, settings.limits, args.out,
+                               segment.SegmentOptions(keep_audio=settings.keep_audio))
+        files.atomic_write_json(listing, formats.chunk_list(info.path, settings.limits, chunks))
+    except OSError as exc:
+        raise io_failure(exc) or exc from None
+    emit("\n".join(f"{c.path}\t{c.start_ms}\t{c.end_ms}\t{c.size_bytes}" for c in chunks))
+    emit(f"{len(chunks)} chunks; list in {listing}", err=True)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
+    from pipeline._cli.signals import stop_on_signals
+    from pipeline.batch.stopping import StopFlag
+    settings = options.settings(args, environ, run=True)
+    with stop_on_signals(StopFlag()) as stop:
+        if settings.dask:
+            from pipeline.batch import dask_engine
+            outcomes, summary_error = dask_engine.run(settings, args.out, args.inputs,
+                                                      stop=stop), None
+        else:
+            outcomes, summary_error = _run_here(settings, args.out, args.inputs, stop)
+    failed = [o for o in outcomes if str(o.status) == "failed"]
+    done = len(outcomes) - len(failed)
+    if summary_error:
+        emit(f"video-pipeline: error: summary.json could not be written ({summary_error})",
+             err=True)
+    if fmt == "json":
+        emit(json.dumps({"inputs": len(outcomes), "done": done, "failed": len(failed),
+                         "out": args.out, "summary": os.path.join(args.out, "summary.json")}))
+    else:
+        emit(f"{done} of {len(outcomes)} inputs done; results in {args.out}/ "
+             f"(summary.json, <VIDEO_ID>/timeline.json)")
+    return EXIT_FAILED if failed or summary_error else EXIT_OK
+
+
+def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[list[Any], Any]:
+    from pipeline._cli.progress import Progress
+    from pipeline.batch.runner import Runner
+    with Progress(enabled=settings.progress) as progress:
+        runner = Runner(settings, out, progress=progress, stop=stop)
+        return runner.run(inputs), runner.summary_error
+
+
+def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
+    from pipeline.serve import cli as serve_cli
+    return serve_cli.run(args, environ)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Mapping[str, str], str], int]] = {
+    "probe": cmd_probe, "plan": cmd_plan, "split": cmd_split, "run": cmd_run,
+    "serve": cmd_serve}

@@ -1,0 +1,130 @@
+"""The command line: parse, read the environment once into settings, call the library, and turn
+every error into one line and an exit code. No traceback reaches the user (-vv logs one).
+
+Exit codes: 0 every input done (or skipped as already done); 1 at least one input failed (the
+others are done and kept); 2 usage or configuration error, nothing processed, or a refused key
+that stopped the run; 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from pipeline import __version__
+from pipeline._cli import commands, options
+from pipeline.errors import AuthError, ConfigError, InputError, Interrupted, PipelineError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = logging.getLogger("pipeline")
+
+
+def _common() -> argparse.ArgumentParser:
+    """-v and --log-format, accepted before or after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more log lines (-v info, -vv debug with tracebacks)")
+    common.add_argument("--log-format", default=argparse.SUPPRESS, metavar="text|json",
+                        help=f"{options.LOG_FORMAT.help} (env {options.LOG_FORMAT.env})")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="video-pipeline", parents=[common], description=(
+        "Cut long videos into chunks that fit a recognition API's limits, predict every chunk, "
+        "and merge the answers into one timeline."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("probe", parents=[common],
+                       help="what a video holds, and whether it fits each mode")
+    p.add_argument("video")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("plan", parents=[common], help="how a video would be cut, without cutting")
+    p.add_argument("video")
+    options.add_all(p, options.LIMITS)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("split", parents=[common],
+                       help="cut a video into chunk files and DIR/chunks.json")
+    p.add_argument("video")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the chunk files")
+    options.add_all(p, options.LIMITS)
+
+    p = sub.add_parser("run", parents=[common], help="the main job: probe, split, predict, merge")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders, manifests (.txt, .csv, .jsonl), http(s) URLs")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="results folder: DIR/summary.json and DIR/VIDEO_ID/timeline.json; "
+                        "never read as an input")
+    options.add_all(p, options.LIMITS)
+    options.add_all(p, options.RUN)
+
+    from pipeline.serve import cli as serve_cli
+    serve_cli.add_parser(sub, parents=[common])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    verbose = getattr(args, "verbose", 0)
+    try:
+        fmt = options.LOG_FORMAT.resolve(args, environ)
+        _setup_logging(verbose, fmt)
+        return int(commands.COMMANDS[args.command](args, environ, fmt))
+    except BrokenPipeError:
+        _silence_stdout()  # the reader left (`| head`): what it read is what it wanted
+        return EXIT_OK
+    except (ConfigError, AuthError) as exc:
+        return _fail(exc, EXIT_USAGE)
+    except (Interrupted, KeyboardInterrupt):
+        return _fail("interrupted; finished work is saved, rerun to resume", EXIT_INTERRUPTED)
+    except (InputError, PipelineError) as exc:
+        return _fail(exc, EXIT_FAILED)
+    except Exception as exc:  # a bug: one line, the traceback with -vv
+        log.debug("internal error", exc_info=exc)
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the "
+                     "traceback)", EXIT_FAILED)
+
+
+def _fail(problem: object, code: int) -> int:
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        print(f"video-pipeline: error: {problem}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(verbose: int, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json"
+                         else logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("pipeline").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)

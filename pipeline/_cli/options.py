@@ -1,0 +1,172 @@
+"""The run options: one table gives each its flag, its environment variable, its parser, its
+default and its help. Values are resolved once, after parsing: the flag if given, else
+VIDEO_PIPELINE_<NAME> if set, else the default. A value that does not parse, from either place,
+is a ConfigError that names where it came from (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
+
+ENV_PREFIX = "VIDEO_PIPELINE_"
+YES = frozenset({"1", "true", "yes", "on"})
+NO = frozenset({"0", "false", "no", "off"})
+
+
+def yes_no(text: str, where: str) -> bool:
+    """1/true/yes/on or 0/false/no/off, in any case; anything else is an error, never 'yes'."""
+    value = text.strip().lower()
+    if value in YES:
+        return True
+    if value in NO:
+        return False
+    raise ConfigError(f"{where} takes yes or no (1/true/yes/on or 0/false/no/off), not {text!r}")
+
+
+def whole_number(text: str, where: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{where} takes a whole number, not {text!r}") from None
+
+
+def number(text: str, where: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ConfigError(f"{where} takes a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{where} takes a finite number, not {text!r}")
+    return value
+
+
+def text(value: str, where: str) -> str:
+    return value
+
+
+def one_of(*choices: str) -> Callable[[str, str], str]:
+    def parse(value: str, where: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    parse: Callable[[str, str], Any]
+    default: Any
+    help: str
+    metavar: str | None = None
+    switch: bool = False  # a yes/no flag: given means yes; its variable reads yes/no
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        help_text = f"{self.help} (env {self.env})"
+        if self.switch:
+            parser.add_argument(self.flag, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(self.flag, default=None, metavar=self.metavar, help=help_text)
+
+    def resolve(self, args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+        given = getattr(args, self.dest, None)
+        if given is not None:
+            return True if self.switch else self.parse(given, self.flag)
+        if self.env in environ:
+            return yes_no(environ[self.env], self.env) if self.switch else self.parse(
+                environ[self.env], self.env)
+        return self.default
+
+
+LOG_FORMAT = Option("--log-format", one_of("text", "json"), "text",
+                    "log lines as text, or one JSON object each on stderr (default text)",
+                    metavar="text|json")
+
+LIMITS = (
+    Option("--mode", one_of("bytes", "url"), "bytes",
+           "which request limits apply: bytes (10 MB) or url (80 MB), both 600 s "
+           "(default bytes)", metavar="bytes|url"),
+    Option("--max-bytes", whole_number, None,
+           "largest chunk in bytes (default: the mode's limit)", metavar="N"),
+    Option("--max-seconds", number, None, "longest chunk in seconds (default 600)",
+           metavar="S"),
+    Option("--keep-audio", yes_no, False,
+           "keep the audio track in chunks (default: dropped; the models are visual)",
+           switch=True),
+)
+
+RUN = (
+    Option("--backend", one_of("local", "clarifai"), "local",
+           "local: the embedded model, no key, no network; clarifai: Clarifai's API "
+           "(key from CLARIFAI_PAT); never switched silently (default local)",
+           metavar="local|clarifai"),
+    Option("--model", text, "nsfw", "alias (general nsfw food travel wedding apparel) or a "
+           "model id; the local backend has nsfw (default nsfw)", metavar="NAME|ID"),
+    Option("--sample-ms", whole_number, 1000,
+           "one frame scored per interval of this many ms, 100-60000 (default 1000)",
+           metavar="MS"),
+    Option("--concurrency", whole_number, None,
+           "chunks in flight: requests (clarifai, default 4) or decoders (local, default 2)",
+           metavar="N"),
+    Option("--rate-limit", number, 10.0,
+           "request starts per second, retries included, over any 1-second window "
+           "(default 10; Clarifai allows 15)", metavar="R"),
+    Option("--api-base", text, None, "HOST:PORT of another Clarifai-compatible server "
+           "(default api.clarifai.com, TLS)", metavar="HOST:PORT"),
+    Option("--insecure", yes_no, False,
+           "plain-text gRPC to --api-base, for a local server such as `serve` "
+           "(default: TLS)", switch=True),
+    Option("--force", yes_no, False,
+           "redo videos and chunks already done (default: a rerun skips them)", switch=True),
+    Option("--no-progress", yes_no, False,
+           "no progress bar (default: shown when stderr is a terminal)", switch=True),
+    Option("--dask", text, None, "run each video as a task on a Dask cluster (tcp://HOST:8786), "
+           "or on a local one of N worker processes; --out must be shared storage "
+           "(default: off)", metavar="ADDRESS|local[:N]"),
+    Option("--lock-wait", number, 0.0, "seconds to wait for a video another run is working on "
+           "(default 0: skip it and say so)", metavar="SECONDS"),
+)
+
+
+def add_all(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    for option in options:
+        option.add_to(parser)
+
+
+def resolve(args: argparse.Namespace, options: Sequence[Option],
+            environ: Mapping[str, str]) -> dict[str, Any]:
+    return {o.dest: o.resolve(args, environ) for o in options}
+
+# Settings only the environment gives (no flag): how URL inputs are downloaded.
+ENV_ONLY = (
+    Option("--download-max-bytes", whole_number, 20_000_000_000,
+           "largest URL input downloaded, bytes"),
+    Option("--download-timeout", number, 30.0, "seconds a URL download may stall"),
+)
+
+
+def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool) -> Settings:
+    """The Settings of one command: its flags, then the environment, then the defaults; the
+    environment is read here and nowhere else (credentials included)."""
+    values = resolve(args, LIMITS, environ)
+    if run:
+        values |= resolve(args, (*RUN, *ENV_ONLY), environ)
+        values["progress"] = not values.pop("no_progress")
+        values |= {"api_key": environ.get("CLARIFAI_PAT", "").strip() or None,
+                   "user_id": environ.get("CLARIFAI_USER_ID") or "clarifai",
+                   "app_id": environ.get("CLARIFAI_APP_ID") or "main"}
+    return Settings(**values)

@@ -1,0 +1,36 @@
+"""VIDEO_ID: stable for the same content, different for different content under one name."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pipeline.batch.download import safe_name
+
+_SAMPLE = 64 * 1024
+_SAMPLES = 16
+
+
+def fingerprint(path: str) -> str:
+    """A cheap content fingerprint: the size and 64 KiB samples spread over the file (the first
+    and last included, where MP4/MOV keep their index). Content only: a copied, moved or touched
+    file keeps its id and is not redone; an edit that keeps the size and misses every sample
+    is not seen (use --force)."""
+    stat = os.stat(path)
+    digest = hashlib.sha256(str(stat.st_size).encode())
+    with open(path, "rb") as fh:
+        for i in range(_SAMPLES):
+            fh.seek(max(0, (stat.st_size - _SAMPLE) * i // (_SAMPLES - 1)))
+            digest.update(fh.read(_SAMPLE))
+    return digest.hexdigest()
+
+
+def video_id(path: str, *, name: str | None = None) -> str:
+    """Stable for the same content; different for different content under the same name.
+    `name` gives the stem for a downloaded file (the URL's file name)."""
+    stem = safe_name(Path(name or path).stem, 48) or "video"
+    try:
+        return f"{stem}-{fingerprint(path)[:12]}"
+    except OSError:
+        return f"{stem}-{hashlib.sha256(path.encode()).hexdigest()[:12]}"

@@ -1,0 +1,168 @@
+"""Run: inputs -> one VideoJob each -> summary.json, with every chunk on one shared pool.
+
+Crash safety: every file is written atomically, each chunk's result is checkpointed as soon as it
+arrives, and timeline.json (written last) marks a video done. A rerun skips a done video after
+reading only its id (no probe, no request), resumes a half-done one from its checkpoints, and
+redoes a changed source (a new id). Each video is worked on under a lock, so overlapping runs on
+one --out never share a video.
+
+Every failure is an outcome: one input, chunk or disk fails its video and the batch goes on. Two
+things end a run early, cleanly, with summary.json listing every input: a refused key (AuthError,
+exit 2) and a stop request (SIGTERM/SIGINT: chunks in flight finish, nothing new is sent). An API
+found unreachable fails the videos in flight with that reason, and the rest fail fast with it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pipeline.backends import Backend
+from pipeline.backends.factory import make_backend
+from pipeline.batch import inputs
+from pipeline.batch.identity import video_id
+from pipeline.batch.stopping import StopCheck
+from pipeline.batch.store import RunKey, VideoStore
+from pipeline.batch.summary import Outcome, Status, failed, write_summary
+from pipeline.batch.video import Context, VideoJob
+from pipeline.errors import AuthError, Interrupted, UnreachableError
+from pipeline.output.files import prepare_out
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_VIDEOS_IN_FLIGHT = 2  # split the next video while this one's chunks are predicted
+
+
+class Runner:
+    """Processes inputs into `out`; a rerun skips finished videos and finished chunks."""
+
+    def __init__(self, settings: Settings, out: str, backend: Backend | None = None,
+                 progress: Any = None, stop: StopCheck | None = None,
+                 summary: bool = True) -> None:
+        self.settings = settings
+        self.out = Path(out)
+        self._own_backend = backend is None
+        self.backend = backend or make_backend(settings)
+        self.progress = progress
+        self.stop: StopCheck = stop or threading.Event()
+        self.summary = summary  # False on Dask workers: the client writes summary.json
+        self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey(
+            self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
+            settings.keep_audio))
+        self.outcomes: list[Outcome] = []
+        self._halt: BaseException | None = None  # an AuthError or UnreachableError seen
+        self.summary_error: str | None = None
+
+    # -- the whole run ---------------------------------------------------------------------
+    def run(self, sources: list[str]) -> list[Outcome]:
+        """Process every input; raise AuthError or Interrupted (after writing the summary)."""
+        prepare_out(self.out)
+        expanded = inputs.expand(sources, exclude=str(self.out))
+        self.outcomes = [Outcome(s.display, Status.PENDING) for s in expanded]
+        self._write_summary()
+        try:
+            with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="predict") as pool:
+                self._run_all(expanded, pool)
+        finally:
+            if self._own_backend:
+                self.backend.close()
+        if isinstance(self._halt, AuthError):
+            raise self._halt
+        if self.stop.is_set():
+            raise Interrupted("stopped before every input was done")
+        return self.outcomes
+
+    def process(self, source: inputs.Source) -> Outcome:
+        """One input, start to end, in its own pool (a Dask task); summary.json is not written."""
+        job = VideoJob(source, self.ctx)
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="predict") as pool:
+            early = job.start(pool)
+            return early if early is not None else job.finish()
+
+    def skipped_if_done(self, source: inputs.Source) -> Outcome | None:
+        """A "skipped" outcome if this local file's video is already done (read: its id and
+        timeline.json; no probe, no lock, no request), else None."""
+        if source.error or source.is_url or self.settings.force:
+            return None
+        try:
+            vid = video_id(source.path) if Path(source.path).is_file() else None
+        except (OSError, ValueError):
+            vid = None
+        if vid is None or not VideoStore(self.out, vid, self.ctx.key).done():
+            return None
+        return Outcome(source.display, Status.SKIPPED, id=vid, note="already done")
+
+    def _run_all(self, sources: list[inputs.Source], pool: ThreadPoolExecutor) -> None:
+        pending: deque[tuple[int, VideoJob]] = deque()
+        try:
+            for i, source in enumerate(sources):
+                if self.stop.is_set() or isinstance(self._halt, AuthError):
+                    break
+                if isinstance(self._halt, UnreachableError):
+                    self._record(i, failed(source.display, self._halt))
+                    continue
+                job = VideoJob(source, self.ctx)
+                early = job.start(pool)
+                if early is not None:
+                    self._record(i, early, job)
+                    continue
+                self._count(job)
+                pending.append((i, job))
+                while len(pending) >= _VIDEOS_IN_FLIGHT:
+                    self._finish(*pending.popleft())
+            while pending:
+                self._finish(*pending.popleft())
+        finally:
+            for _, job in pending:  # only on an exception that is not a video's failure
+                job.cancel()
+                job.release()
+            self._mark_not_started()
+            self._write_summary()
+
+    def _finish(self, index: int, job: VideoJob) -> None:
+        self._record(index, job.finish(), job)
+
+    def _record(self, index: int, outcome: Outcome, job: VideoJob | None = None) -> None:
+        self.outcomes[index] = outcome
+        if job is not None and isinstance(job.error, AuthError | UnreachableError):
+            self._halt = self._halt or job.error
+        self._write_summary()
+        if outcome.status == Status.FAILED:
+            log.error("%s", outcome.error)
+        else:
+            log.info("%s: %s%s (%d chunks, %d requests)", outcome.source, outcome.status,
+                     f": {outcome.note}" if outcome.note else "", outcome.chunks,
+                     outcome.requests)
+
+    def _mark_not_started(self) -> None:
+        """Inputs never reached: the reason the run stopped early."""
+        why = (f"not processed: the run stopped ({self._halt})" if self._halt is not None
+               and not self.stop.is_set() else "interrupted before it started; rerun to resume")
+        for i, outcome in enumerate(self.outcomes):
+            if outcome.status == Status.PENDING:
+                self.outcomes[i] = failed(outcome.source, why)
+
+    def _count(self, job: VideoJob) -> None:
+        if self.progress is None:
+            return
+        self.progress.add(len(job.chunks), job.outcome.resumed)
+        for future in job.futures.values():
+            future.add_done_callback(self._count_done)
+
+    def _count_done(self, future: Any) -> None:
+        ok = not future.cancelled() and future.exception() is None
+        self.progress.done(1, frames=len(future.result().frames) if ok else 0)
+
+    def _write_summary(self) -> None:
+        if not self.summary:
+            return
+        try:
+            write_summary(self.out, self.outcomes)
+            self.summary_error = None
+        except OSError as exc:
+            self.summary_error = f"{self.out / 'summary.json'}: {exc.strerror or exc}"
+            log.error("cannot write summary.json: %s", exc.strerror or exc)

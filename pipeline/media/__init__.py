@@ -1,0 +1,1 @@
+"""Media plumbing under the stages: running ffmpeg, MP4 boxes read and written, frames decoded."""

@@ -1,0 +1,1 @@
+"""What a run leaves behind: the timeline and its exports, written atomically."""

@@ -1,0 +1,1 @@
+"""`video-pipeline serve`: the embedded models behind Clarifai's own gRPC protocol."""
