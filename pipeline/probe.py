@@ -11,7 +11,7 @@ from typing import Any
 import ffmpeg
 
 from pipeline.errors import FFmpegError, InputError
-from pipeline.media import mp4read, proc
+from pipeline.media import containers, mp4read, proc
 from pipeline.types import Packet, PacketScan, StreamInfo, VideoInfo, to_ms
 
 # Containers that ffprobe reads as a single still image, not a video.
@@ -35,7 +35,7 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
         try:
             raw = ffmpeg.probe(proc.media_input(path))
         except ffmpeg.Error as exc:
-            raise InputError(path, _why_unreadable(exc.stderr)) from exc
+            raise InputError(path, _why_unreadable(path, exc.stderr)) from exc
         info = _parse_info(path, raw)
         if not scan:
             return info
@@ -56,13 +56,20 @@ def _check_file(path: str) -> None:
         raise InputError(path, "file not found")
     if os.path.isdir(path):
         raise InputError(path, "is a directory, not a video file")
-    if os.path.getsize(path) == 0:
+    size = os.path.getsize(path)
+    if size == 0:
         raise InputError(path, "file is empty (0 bytes)")
+    stated = containers.stated_size(path)
+    if stated is not None and stated > size:
+        raise InputError(path, f"truncated: its container says {stated:,} bytes but the file has "
+                               f"{size:,} (cut short, or still being copied; a later run will "
+                               "take it once it is whole)")
 
 
-def _why_unreadable(stderr: bytes | None) -> str:
+def _why_unreadable(path: str, stderr: bytes | None) -> str:
     text = (stderr or b"").decode(errors="replace").strip().splitlines()
     last = text[-1] if text else "ffprobe could not read it"
+    last = last.removeprefix(f"{proc.media_input(path)}: ")
     if "moov atom not found" in last:
         return f"not a readable video: truncated or incomplete MP4 ({last})"
     return f"not a readable video ({last})"
@@ -203,8 +210,12 @@ def _parse_packets(text: str, stream: StreamInfo) -> Scanned:
 
 def _check_all_frames_read(path: str, info: VideoInfo, scanned: int) -> None:
     """ffprobe stops quietly where the data ends; an MP4 index that promises more frames than
-    could be read means the file was cut short (moov first, media data truncated)."""
+    could be read means the file was cut short (moov first, media data truncated). Only MP4/MOV
+    count every frame exactly: an AVI's index also lists the empty "drop" entries of variable
+    frame rate, which hold no frame."""
     declared = info.video.frame_count
+    if "mp4" not in info.container and "mov" not in info.container:
+        return
     if declared and scanned < declared:
         raise InputError(path, f"truncated: only {scanned} of the {declared} video frames its "
                                "index lists could be read")

@@ -3,13 +3,15 @@ a subprocess, reading an output folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,9 @@ def cli(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.
                             env={**os.environ, **(env or {})}, **kw)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO, text=True,
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, text=True,
                           capture_output=True, env={**os.environ, **(env or {})},
                           timeout=timeout)
 
@@ -86,3 +88,41 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen[str], int]:
+    """`video-pipeline serve --port 0 ARGS` as a child process; returns it and its port."""
+    proc = cli("serve", "--port", "0", *args)
+    assert proc.stderr is not None
+    line = ""
+    deadline = time.monotonic() + 30
+    while "serving on" not in line and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, "serve exited before listening"
+    found = re.search(r"serving on [\d.]+:(\d+)", line)
+    assert found, f"serve did not report its port: {line!r}"
+    return proc, int(found.group(1))
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
+    """A real file system of `size` (a tmpfs, mounted by root as CI runs) at `path`: writes past
+    its size fail with ENOSPC, as on a full disk."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"these tests mount a tmpfs (run as root): {mounted.stderr}"
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill `disk` until it has no space left; returns the filler file."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * 4096)
+    return filler

@@ -162,3 +162,16 @@ def test_a_chunk_that_does_not_decode_fails_the_video(vbr_video: Path, tmp_path:
     broken.write_bytes(bytes(data))
     with pytest.raises(InputError, match="does not decode"):
         split(probe(str(broken)), SMALL, str(tmp_path / "chunks"))
+
+
+@pytest.mark.parametrize("name", ["long_gop", "msmpeg4.avi", "h264.mkv"])
+def test_the_same_input_gives_byte_identical_chunks(
+        name: str, long_gop_video: Path, odd_videos: dict[str, Path], tmp_path: Path) -> None:
+    """Split twice (re-encoded stretches, a transcode, the segment muxer): the same bytes, so a
+    resumed run equals an uninterrupted one."""
+    video = long_gop_video if name == "long_gop" else odd_videos[name]
+    limits = Limits("bytes", 500_000, 600_000)
+    runs = [split(probe(str(video)), limits, str(tmp_path / str(n))) for n in range(2)]
+    assert len(runs[0]) >= 2
+    first, second = ([Path(c.path).read_bytes() for c in chunks] for chunks in runs)
+    assert first == second

@@ -328,3 +328,27 @@ def test_sigterm_stops_the_server_cleanly_after_requests_in_flight(png: bytes,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_truncated_video_gets_an_error_status_not_repeated_frames(
+        serve: Callable[..., Server], bad_inputs: dict[str, Path]) -> None:
+    """An MP4 whose index lists 30 s but whose data stops halfway: an error status that says
+    truncated, never SUCCESS with the last decodable frame's scores repeated."""
+    server = serve()
+    answer = predict(server, video(bad_inputs["truncated"].read_bytes()))
+    (output,) = answer.outputs
+    assert output.status.code == status_code_pb2.INPUT_VIDEO_INVALID_ARGUMENT
+    assert "truncated" in output.status.description and not output.data.frames
+
+
+def test_error_texts_are_one_clean_sentence(serve: Callable[..., Server]) -> None:
+    """Garbage sent as an image or a video: a sentence that names the problem, with no Python
+    object repr and no path of the server's temporary files."""
+    server = serve()
+    garbage = b"this is not media\n" * 200
+    for item, words in ((image(garbage), "cannot decode the image"),
+                        (video(garbage), "not a readable video")):
+        (output,) = predict(server, item).outputs
+        text = output.status.description
+        assert output.status.code != status_code_pb2.SUCCESS and words in text, text
+        assert " at 0x" not in text and "/tmp" not in text and "serve-" not in text, text

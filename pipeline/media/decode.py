@@ -26,10 +26,13 @@ def decode_argv(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) 
     """The ffmpeg command that writes one raw RGB frame per instant of `grid` to stdout.
 
     The fps filter with round=up gives slot n the last frame whose time is <= the instant; the
-    resize and centre crop are open_nsfw's (256 -> 224)."""
+    resize and centre crop are open_nsfw's (256 -> 224). The last frame is held (tpad) for two
+    steps past the end: the last instants can fall inside its display time, and a video shorter
+    than half a step has its one instant after its only frame."""
     shift = float(grid.first)
     rate = Fraction(1) / grid.step
-    vf = (f"setpts=PTS-STARTPTS-{shift:.6f}/TB,"
+    vf = (f"tpad=stop_mode=clone:stop_duration={float(2 * grid.step):.6f},"
+          f"setpts=PTS-STARTPTS-{shift:.6f}/TB,"
           f"fps=fps={rate.numerator}/{rate.denominator}:round=up,"
           f"scale=256:256:flags=bilinear,crop={SIZE}:{SIZE}")
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-threads", str(threads),
@@ -49,22 +52,14 @@ def decode(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) -> It
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
     reader = threading.Thread(target=_read_frames, args=(stream, frames), daemon=True)
     reader.start()
-    last: np.ndarray | None = None
-    produced = 0
     try:
         while (raw := frames.get()) is not None:
-            last = np.frombuffer(raw, dtype=np.uint8).reshape(SIZE, SIZE, 3)
-            produced += 1
-            yield last
+            yield np.frombuffer(raw, dtype=np.uint8).reshape(SIZE, SIZE, 3)
         reader.join()
         stream.finish()
     except BaseException:
         stream.kill()
         raise
-    # The last instants can fall inside the final frame's display time, after ffmpeg stops.
-    while last is not None and produced < grid.count:
-        produced += 1
-        yield last
 
 
 def _read_frames(stream: proc.Streamed, out: queue.Queue[bytes | None]) -> None:

@@ -27,6 +27,9 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--fault-seed", type=int, default=0)
     p.add_argument("--fault-codes", default=None, help="comma-separated faults to draw from, "
                    "e.g. UNAVAILABLE,11005,output:21354 (default: every retryable code)")
+    p.add_argument("--fault-at", default=None, metavar="N,N,...",
+                   help="fail exactly these requests (1 = the first to arrive) with the first "
+                        "of --fault-codes, e.g. a permanent output:31101")
     p.add_argument("--latency-ms", type=int, default=0,
                    help="least time an answer takes (our own work counts toward it)")
     p.add_argument("--request-log", default=None, help="append one JSON line per request")
@@ -40,6 +43,8 @@ def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     from pipeline.serve.server import ServeConfig
     if not 0 <= args.fault_rate <= 1:
         raise ConfigError(f"--fault-rate must be between 0 and 1, not {args.fault_rate}")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, not {args.port}")
     if args.workers < 1 or args.latency_ms < 0:
         raise ConfigError("--workers must be at least 1 and --latency-ms at least 0")
     return ServeConfig(
@@ -48,6 +53,7 @@ def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         limits=InputLimits(max_bytes=args.max_bytes, max_url_bytes=args.max_url_bytes,
                            max_seconds=args.max_seconds, allow_local_urls=args.allow_local_urls),
         fault_rate=args.fault_rate, fault_seed=args.fault_seed, faults=_faults(args.fault_codes),
+        fault_at=_numbers(args.fault_at),
         latency_ms=args.latency_ms,
         request_log=args.request_log, workers=args.workers)
 
@@ -62,14 +68,21 @@ def _faults(text: str | None) -> Any:
         raise ConfigError(f"--fault-codes: unknown gRPC status {exc}") from exc
 
 
+def _numbers(text: str | None) -> frozenset[int]:
+    try:
+        return frozenset(int(n) for n in (text or "").split(",") if n.strip())
+    except ValueError:
+        raise ConfigError(f"--fault-at takes request numbers like 3,7, not {text!r}") from None
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve until SIGTERM or Ctrl-C; requests in flight finish first."""
     from pipeline.serve.server import Server
     server = Server(config(args, environ))
     try:
         port = server.start()
-    except (OSError, RuntimeError) as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

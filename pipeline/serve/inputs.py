@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import numpy as np
 from clarifai_grpc.grpc.api import resources_pb2
 from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
+from PIL import UnidentifiedImageError
 
 from pipeline.backends import embedded
 from pipeline.backends.models import EmbeddedModel
@@ -32,7 +33,7 @@ from pipeline.errors import (
     OverLimitError,
     RejectedInputError,
 )
-from pipeline.media import decode, mp4read
+from pipeline.media import containers, decode, mp4read
 from pipeline.probe import probe
 from pipeline.sampling import clarifai_grid
 from pipeline.types import to_ms
@@ -145,7 +146,8 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
 # -- the model ---------------------------------------------------------------------------------
 def predict_video(data: bytes, model: EmbeddedModel, sample_ms: int,
                   limits: InputLimits) -> list[resources_pb2.Frame]:
-    """One frame per interval, at the middle of the interval, as Clarifai answers."""
+    """One frame per interval, at the middle of the interval, as Clarifai answers; only frames
+    really decoded (a truncated video is an error, never its last frame repeated)."""
     with tempfile.TemporaryDirectory(prefix="serve-") as tmp:
         path = os.path.join(tmp, "input")
         with open(path, "wb") as fh:
@@ -155,7 +157,7 @@ def predict_video(data: bytes, model: EmbeddedModel, sample_ms: int,
         try:
             scores = _scores(list(decode.decode(path, grid)), model)
         except FFmpegError as exc:
-            raise RejectedInputError(f"cannot decode the video: {exc.summary}",
+            raise RejectedInputError(f"cannot decode the video ({_without(exc.summary, path)})",
                                      code=codes.INPUT_VIDEO_UNSUPPORTED_FORMAT) from exc
     return [resources_pb2.Frame(
         frame_info=resources_pb2.FrameInfo(index=i, time=to_ms(t)),
@@ -164,15 +166,20 @@ def predict_video(data: bytes, model: EmbeddedModel, sample_ms: int,
 
 
 def _duration(path: str, limits: InputLimits) -> Fraction:
-    """From the MP4 index when there is one (no process: ffprobe costs ~0.15 s a request),
-    else from ffprobe's packets."""
+    """From the MP4 index when there is one whose data is all there (no process: ffprobe costs
+    ~0.15 s a request), else from ffprobe's packets."""
+    size = os.path.getsize(path)
+    stated = containers.stated_size(path)
+    if stated is not None and stated > size:
+        raise RejectedInputError(f"the video is truncated: its container says {stated:,} bytes "
+                                 f"but {size:,} arrived", code=codes.INPUT_VIDEO_INVALID_ARGUMENT)
     track = mp4read.video_track(path)
     duration = track.duration if track is not None and track.frames else None
     if duration is None:
         try:
             duration = Fraction(probe(path).duration_ms, 1000)
-        except (InputError, FFmpegError) as exc:
-            raise RejectedInputError(f"not a readable video: {exc}",
+        except InputError as exc:
+            raise RejectedInputError(_without(exc.problem, path),
                                      code=codes.INPUT_VIDEO_UNSUPPORTED_FORMAT) from exc
     if duration > limits.max_seconds:
         raise OverLimitError(f"video is {float(duration):.1f} s long; the limit is "
@@ -180,12 +187,23 @@ def _duration(path: str, limits: InputLimits) -> Fraction:
     return duration
 
 
+def _without(text: str, path: str) -> str:
+    """A message about our temporary copy, without its path (the client never saw it)."""
+    for shown in (f"file:{path}: ", f"{path}: ", f"file:{path}", path):
+        text = text.replace(shown, "")
+    return text
+
+
 def predict_image(data: bytes, model: EmbeddedModel) -> list[resources_pb2.Concept]:
     try:
         frame = embedded.image_to_frame(data)
-    except Exception as exc:  # Pillow raises many types for undecodable data
-        raise RejectedInputError(f"cannot decode the image: {exc}",
-                                 code=codes.INPUT_UNSUPPORTED_FORMAT) from exc
+    except UnidentifiedImageError:
+        raise RejectedInputError("cannot decode the image: not an image format this server "
+                                 "reads (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+                                 code=codes.INPUT_UNSUPPORTED_FORMAT) from None
+    except Exception as exc:  # Pillow raises many types for damaged data
+        raise RejectedInputError(f"cannot decode the image: it is damaged ({type(exc).__name__})",
+                                 code=codes.INPUT_UNSUPPORTED_FORMAT) from None
     return concepts(model, embedded.shared(model).scores([frame])[0])
 
 

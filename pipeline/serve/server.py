@@ -76,24 +76,32 @@ class ServeConfig:
     fault_rate: float = 0.0
     fault_seed: int = 0
     faults: tuple[Fault, ...] = FAULTS  # drawn from, uniformly
+    fault_at: frozenset[int] = frozenset()  # these requests (1 = the first to arrive) fail
     latency_ms: int = 0
     request_log: str | None = None
     workers: int = 8
 
 
 class _Faults:
-    """Draws faults from one seeded generator, in request order: the same seed, the same run."""
+    """Draws faults from one seeded generator, in request order: the same seed, the same run;
+    requests named by their arrival number fail with the first fault of the list."""
 
-    def __init__(self, rate: float, seed: int, faults: tuple[Fault, ...]) -> None:
+    def __init__(self, rate: float, seed: int, faults: tuple[Fault, ...],
+                 at: frozenset[int] = frozenset()) -> None:
         self.rate = rate
         self.faults = faults
+        self.at = at
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._arrived = 0
 
     def draw(self) -> Fault | None:
-        if self.rate <= 0:
-            return None
         with self._lock:
+            self._arrived += 1
+            if self._arrived in self.at:
+                return self.faults[0]
+            if self.rate <= 0:
+                return None
             hit = self._rng.random() < self.rate
             return self._rng.choice(self.faults) if hit else None
 
@@ -126,7 +134,8 @@ class Servicer(service_pb2_grpc.V2Servicer):
 
     def __init__(self, config: ServeConfig, stopping: threading.Event) -> None:
         self.config = config
-        self._faults = _Faults(config.fault_rate, config.fault_seed, config.faults)
+        self._faults = _Faults(config.fault_rate, config.fault_seed, config.faults,
+                               config.fault_at)
         self.log = _RequestLog(config.request_log)
         self._stopping = stopping
 
@@ -257,16 +266,24 @@ class Server:
         self.servicer = Servicer(config, self._stopping)
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="serve"),
+            # SO_REUSEPORT is gRPC's default: a second server on a busy port would start and
+            # split the connections with the first. One server a port.
             options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                     ("grpc.max_send_message_length", MAX_MESSAGE)])
+                     ("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)])
         service_pb2_grpc.add_V2Servicer_to_server(self.servicer, self._server)
         self.port = 0
 
     def start(self) -> int:
         """Bind (port 0 picks a free one) and serve; return the bound port."""
-        self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        address = f"{self.config.host}:{self.config.port}"
+        try:
+            self.port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc raises this when the port is taken
+            raise OSError(f"cannot listen on {address}: in use, or not an address of this "
+                          "machine") from exc
         if not self.port:
-            raise OSError(f"cannot bind {self.config.host}:{self.config.port}")
+            raise OSError(f"cannot listen on {address}: in use, or not an address of this "
+                          "machine")
         self._server.start()
         log.info("serving clarifai.api.V2/PostModelOutputs on %s:%d", self.config.host,
                  self.port)

@@ -1,0 +1,88 @@
+"""How long a container says it is: MP4/MOV box sizes, the Matroska/WebM Segment size, AVI's
+RIFF sizes. A file shorter than that is truncated (cut short, or still being copied into the
+folder), whatever ffprobe makes of the part that is there. Reads headers only (a few bytes)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import BinaryIO
+
+_MP4_TOP = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid", b"meta",
+            b"styp", b"sidx", b"moof", b"mfra", b"pdin", b"prft", b"emsg"}
+_EBML = b"\x1a\x45\xdf\xa3"
+_SEGMENT = 0x18538067
+
+
+def stated_size(path: str) -> int | None:
+    """The byte length the container's own structure claims, or None when it claims none (or
+    the format is not one of these)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            fh.seek(0)
+            if head[4:8] in _MP4_TOP:
+                return _mp4_end(fh)
+            if head[:4] == _EBML:
+                return _matroska_end(fh)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return _riff_end(fh, os.fstat(fh.fileno()).st_size)
+    except (OSError, struct.error, ValueError):
+        return None
+    return None
+
+
+def _mp4_end(fh: BinaryIO) -> int | None:
+    """Where the last top-level box ends (a box of size 0 runs to the end of the file)."""
+    at = 0
+    size = os.fstat(fh.fileno()).st_size
+    while at + 8 <= size:
+        fh.seek(at)
+        length, kind = struct.unpack(">I4s", fh.read(8))
+        if length == 1:
+            length = struct.unpack(">Q", fh.read(8))[0]
+        elif length == 0:
+            return None
+        if length < 8 or kind not in _MP4_TOP and not kind.isalnum():
+            return None  # not a box structure we can follow: claim nothing
+        at += length
+    return at
+
+
+def _vint(fh: BinaryIO, keep_marker: bool) -> tuple[int, int]:
+    """An EBML variable-length integer: (value, bytes read); all value bits set means unknown."""
+    first = fh.read(1)[0]
+    length = 1
+    while length <= 8 and not first & (0x80 >> (length - 1)):
+        length += 1
+    if length > 8:
+        raise ValueError("bad EBML integer")
+    value = first if keep_marker else first & (0xFF >> length)
+    for byte in fh.read(length - 1):
+        value = (value << 8) | byte
+    return value, length
+
+
+def _matroska_end(fh: BinaryIO) -> int | None:
+    fh.seek(4)
+    header_size, read = _vint(fh, keep_marker=False)
+    fh.seek(4 + read + header_size)
+    element, id_len = _vint(fh, keep_marker=True)
+    if element != _SEGMENT:
+        return None
+    size, size_len = _vint(fh, keep_marker=False)
+    if size == (1 << (7 * size_len)) - 1:
+        return None  # unknown size: a live stream, written without seeking back
+    return 4 + read + header_size + id_len + size_len + size
+
+
+def _riff_end(fh: BinaryIO, file_size: int) -> int:
+    """AVI: a RIFF 'AVI ' chunk, then (OpenDML, over 1 GB) further RIFF 'AVIX' chunks."""
+    at = 0
+    while at + 8 <= file_size:
+        fh.seek(at)
+        tag, length = struct.unpack("<4sI", fh.read(8))
+        if tag != b"RIFF":
+            break
+        at += 8 + length + (length & 1)
+    return at
