@@ -12,7 +12,7 @@ import ffmpeg
 
 from pipeline.errors import FFmpegError, InputError
 from pipeline.media import containers, mp4read, proc
-from pipeline.types import Packet, PacketScan, StreamInfo, VideoInfo, to_ms
+from pipeline.types import Packet, PacketScan, SampleTable, StreamInfo, VideoInfo, to_ms
 
 # Containers that ffprobe reads as a single still image, not a video.
 _IMAGE_FORMATS = ("image2", "_pipe", "gif")
@@ -140,14 +140,14 @@ def _parse_info(path: str, raw: dict[str, Any]) -> VideoInfo:
     )
 
 
-def _mp4_scans(path: str) -> dict[int, tuple[mp4read.SampleTable, Scanned]]:
+def _mp4_scans(path: str) -> dict[int, tuple[SampleTable, Scanned]]:
     """Every video track's sample table and packets, by track position ({} for non-MP4s)."""
     return {index: (table, _table_packets(table))
             for index, table in mp4read.video_tables(path).items()}
 
 
-def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[mp4read.SampleTable, Scanned]]
-              ) -> tuple[mp4read.SampleTable, Scanned] | None:
+def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[SampleTable, Scanned]]
+              ) -> tuple[SampleTable, Scanned] | None:
     """MP4/MOV: the video stream's packets from its sample table in `moov` (0.1 s, not a pass
     over a 700 MB file); None when the file is anything else or anything looks unusual (the
     caller asks ffprobe then)."""
@@ -161,7 +161,7 @@ def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[mp4read.SampleTable, Scann
     return found
 
 
-def _table_packets(table: mp4read.SampleTable) -> Scanned:
+def _table_packets(table: SampleTable) -> Scanned:
     packets = tuple(map(Packet._make, zip(table.pts, table.durations, table.sizes, table.keys,
                                           strict=True)))
     return Scanned(packets, table.data_end)

@@ -6,10 +6,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal, NamedTuple
-
-if TYPE_CHECKING:
-    from pipeline.media.mp4read import SampleTable
+from typing import Literal, NamedTuple
 
 Mode = Literal["bytes", "url"]
 
@@ -113,6 +110,28 @@ class PacketScan:
     @cached_property
     def keyframes(self) -> list[Fraction]:
         return sorted(self.seconds(p.pts) for p in self.video if p.key)
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """A video track's samples in decode order, from `moov` alone: what ffprobe's packet listing
+    would say (times in the track's own ticks) without reading the media data."""
+
+    timescale: int
+    dts: list[int]
+    pts: list[int]
+    durations: list[int]
+    sizes: list[int]
+    keys: list[bool]
+    offsets: list[int]  # where each sample's bytes start in the file
+    stsd: bytes  # the sample description box's body (codec configuration), copied into chunks
+    tkhd: bytes  # the track header's body (display size, rotation matrix)
+    language: int  # mdhd's packed ISO-639 code
+
+    @property
+    def data_end(self) -> int:
+        """The largest offset + size any sample reaches."""
+        return max((o + s for o, s in zip(self.offsets, self.sizes, strict=True)), default=0)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ def test_a_manifest_line_with_a_nul_byte_fails_alone(small_video: Path, tmp_path
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     entries = summary(out)["inputs"]
     assert [e["status"] for e in entries] == ["done", "failed", "done"]
-    assert "line 2" in entries[1]["error"] and "NUL byte" in entries[1]["error"]
+    assert entries[1]["source"] == f"{manifest} line 2"
+    assert entries[1]["error"] == f"{manifest} line 2: holds a NUL byte"
 
 
 def test_a_jsonl_manifest_with_one_broken_line_fails_that_line_alone(
@@ -52,7 +53,7 @@ def test_a_jsonl_manifest_with_one_broken_line_fails_that_line_alone(
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     entries = summary(out)["inputs"]
     assert [e["status"] for e in entries] == ["done", "failed", "done"]
-    assert "line 2" in entries[1]["error"] and "not valid JSON" in entries[1]["error"]
+    assert entries[1]["error"].startswith(f"{manifest} line 2: not valid JSON")
 
 
 def test_names_that_look_like_options_or_protocols_are_files(small_video: Path,

@@ -128,11 +128,11 @@ def _read_manifest(path: Path) -> list[Source]:
 
 def _entry_source(number: int, entry: str | Exception, manifest: Path) -> Source:
     """One manifest entry as a source; a bad entry fails alone, named by its line."""
-    where = f"{manifest}:{number}"
+    where = f"{manifest} line {number}"
     if isinstance(entry, Exception):
-        return Source(where, f"line {number} of the manifest: {entry}")
+        return Source(where, str(entry))
     if "\x00" in entry:
-        return Source(where, f"line {number} of the manifest holds a NUL byte")
+        return Source(where, "holds a NUL byte")
     if is_url(entry):
         return Source(entry, url_problem(entry))
     resolved = entry if "://" in entry or os.path.isabs(entry) else str(manifest.parent / entry)

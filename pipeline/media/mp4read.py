@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
 
+from pipeline.types import SampleTable
+
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 
 
@@ -101,28 +103,6 @@ def _video_summary(trak: bytes) -> TrackSummary | None:
     first_key = stss is None or (struct.unpack_from(">I", stss, 4)[0] > 0
                                  and struct.unpack_from(">I", stss, 8)[0] == 1)
     return TrackSummary(frames, Fraction(duration, timescale or 1), first_key)
-
-
-@dataclass(frozen=True)
-class SampleTable:
-    """A video track's samples in decode order, from `moov` alone: what ffprobe's packet listing
-    would say (times in the track's own ticks) without reading the media data."""
-
-    timescale: int
-    dts: list[int]
-    pts: list[int]
-    durations: list[int]
-    sizes: list[int]
-    keys: list[bool]
-    offsets: list[int]  # where each sample's bytes start in the file
-    stsd: bytes  # the sample description box's body (codec configuration), copied into chunks
-    tkhd: bytes  # the track header's body (display size, rotation matrix)
-    language: int  # mdhd's packed ISO-639 code
-
-    @property
-    def data_end(self) -> int:
-        """The largest offset + size any sample reaches."""
-        return max((o + s for o, s in zip(self.offsets, self.sizes, strict=True)), default=0)
 
 
 _TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}

@@ -13,7 +13,7 @@ import struct
 import threading
 from collections.abc import Iterable, Sequence
 
-from pipeline.media.mp4read import SampleTable
+from pipeline.types import SampleTable
 
 _MOVIE_TIMESCALE = 1000
 _IDENTITY = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
