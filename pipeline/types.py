@@ -219,14 +219,15 @@ class Chunk:
         return self.end - self.start
 
 
-@dataclass(frozen=True)
+# Concept and Frame have slots: a ten-hour timeline holds 720,000 concepts.
+@dataclass(frozen=True, slots=True)
 class Concept:
     id: str
     name: str
     value: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One sampled frame's concepts at `time_ms`, on the clock its ChunkResult names."""
 

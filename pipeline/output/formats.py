@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -39,14 +40,18 @@ def frame_dict(index: int, frame: Frame) -> dict[str, Any]:
 
 
 def frame_from_dict(raw: Mapping[str, Any]) -> Frame:
+    """A frame back from a checkpoint; ids and names are interned, since a long video repeats
+    the same few thousands of times (a third of the memory of a ten-hour timeline)."""
+    intern = sys.intern
     return Frame(int(raw["frame_info"]["time"]),
-                 tuple(Concept(str(c["id"]), str(c["name"]), float(c["value"]))
+                 tuple(Concept(intern(str(c["id"])), intern(str(c["name"])), float(c["value"]))
                        for c in raw["data"]["concepts"]))
 
 
-def timeline_dict(*, info: VideoInfo, backend: str, model: ModelInfo, sample_ms: int,
-                  limits: Limits, chunks: Sequence[Chunk], attempts: Mapping[int, int],
-                  frames: Sequence[Frame]) -> dict[str, Any]:
+def timeline_head(*, info: VideoInfo, backend: str, model: ModelInfo, sample_ms: int,
+                  limits: Limits, chunks: Sequence[Chunk],
+                  attempts: Mapping[int, int]) -> dict[str, Any]:
+    """timeline.json up to its frames (output.timeline streams the frames after it)."""
     return {
         "source": {"path": info.path, "duration_ms": info.duration_ms,
                    "size_bytes": info.size_bytes},
@@ -57,7 +62,6 @@ def timeline_dict(*, info: VideoInfo, backend: str, model: ModelInfo, sample_ms:
         "chunks": [{"index": c.index, "start_ms": c.start_ms, "end_ms": c.end_ms,
                     "size_bytes": c.size_bytes, "frames": c.frames, "reencoded": c.reencoded,
                     "attempts": attempts.get(c.index, 1)} for c in chunks],
-        "frames": [frame_dict(i, f) for i, f in enumerate(frames)],
     }
 
 
