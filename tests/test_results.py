@@ -223,3 +223,18 @@ def test_writing_outputs_streams_frames_without_copies(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert sum(p.stat().st_size for p in tmp_path.iterdir()) > 12_000_000
     assert peak < 2_000_000, peak
+
+
+def test_run_report_writes_each_video_page_from_the_saved_results(
+        results: Path, vbr_video: Path, tmp_path: Path) -> None:
+    """A rerun with --report adds report.html to a finished video, sending nothing; the page
+    lists the run's segments."""
+    out = tmp_path / "out"
+    shutil.copytree(results.parent, out)
+    done = cli("run", str(vbr_video), "--out", str(out), "--max-bytes", MAX_BYTES, "--report")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "summary.json").read_text())["inputs"][0]["requests"] == 0
+    page = (out / results.name / "report.html").read_text(encoding="utf-8")
+    count = sum(len(c["segments"]) for c in json.loads(
+        (results / "segments.json").read_text())["concepts"])
+    assert f"{count:,} segment" in page and "data:image/png;base64," in page
