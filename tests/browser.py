@@ -9,6 +9,7 @@ every host name unresolvable), so nothing could leave the machine anyway."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -156,10 +157,8 @@ class Browser:
         return self.proc.stderr.read().decode(errors="replace")[-800:]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, RuntimeError, TimeoutError):
             self.send("Browser.close")
-        except (OSError, RuntimeError, TimeoutError):
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

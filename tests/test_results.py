@@ -5,6 +5,7 @@ again from the saved results when their settings change, sending nothing."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import tempfile
@@ -69,8 +70,8 @@ def test_segments_exports_agree_with_segments_json(results: Path) -> None:
     """segments.csv rows and segments.vtt cues (read by webvtt-py) are segments.json's
     segments, in time order."""
     saved = json.loads((results / "segments.json").read_text())
-    expected = sorted(((s["start_ms"], c["name"], s["end_ms"], s["max_value"])
-                       for c in saved["concepts"] for s in c["segments"]))
+    expected = sorted((s["start_ms"], c["name"], s["end_ms"], s["max_value"])
+                       for c in saved["concepts"] for s in c["segments"])
     assert expected, "the video has at least one segment"
     rows = list(csv.DictReader((results / "segments.csv").open(encoding="utf-8")))
     assert [(int(r["start_ms"]), r["concept_name"], int(r["end_ms"]), float(r["max_value"]))
@@ -203,6 +204,25 @@ def test_timeline_json_streams_exactly_what_json_dumps_writes(
         assert list(timeline.read_frames(path)) == frames
         assert timeline.read_head(path) == head
         assert timeline.read_key(path, "run_key") == extra
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(concepts, max_size=6))
+def test_frame_exports_write_what_csv_and_json_would(
+        rows: list[list[tuple[str, str, float]]]) -> None:
+    """frames.csv is csv.writer's text, and each frames.jsonl line json.dumps', byte for byte
+    (the fast writers reuse each concept's encoded id and name)."""
+    frames = [Frame(500 + 1000 * i, tuple(Concept(*c) for c in row))
+              for i, row in enumerate(rows)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["time_ms", "concept_id", "concept_name", "value"])
+    writer.writerows([f.time_ms, *c] for f in frames for c in f.concepts)
+    assert "".join(formats.frames_csv(frames)) == buf.getvalue()
+    assert "".join(exports.frames_jsonl(frames)) == "".join(
+        json.dumps({"index": i, "time_ms": f.time_ms, "concepts": [
+            {"id": c.id, "name": c.name, "value": c.value} for c in f.concepts]},
+            ensure_ascii=False) + "\n" for i, f in enumerate(frames))
 
 
 def test_writing_outputs_streams_frames_without_copies(tmp_path: Path) -> None:

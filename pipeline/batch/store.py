@@ -125,7 +125,8 @@ class VideoStore:
 
     def results(self, chunks: Sequence[Chunk]) -> dict[int, ChunkResult]:
         """Every saved answer among `chunks`, by chunk index."""
-        found = {c.index: self.result(c) for c in chunks}
+        with timeline.gc_paused():
+            found = {c.index: self.result(c) for c in chunks}
         return {i: r for i, r in found.items() if r is not None}
 
     def write_timeline(self, *, info: VideoInfo, chunks: Sequence[Chunk],
@@ -158,7 +159,8 @@ class VideoStore:
         results = self.results(chunks) if chunks else {}
         if chunks and len(results) == len(chunks):
             return merge(chunks, results)
-        return list(timeline.read_frames(self.timeline))
+        with timeline.gc_paused():
+            return list(timeline.read_frames(self.timeline))
 
     def _finish_outputs(self) -> None:
         if self.outputs.report:

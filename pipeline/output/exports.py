@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.output import formats
 from pipeline.output.files import atomic_write_json, atomic_write_lines
 from pipeline.output.segments import ConceptSegments, Rules, Segment, find_segments, in_time_order
+from pipeline.output.timeline import number
 from pipeline.types import Frame
 
 EXPORTS = ("csv", "jsonl", "vtt")
@@ -103,11 +104,19 @@ def segments_from_dict(raw: Mapping[str, Any]) -> list[ConceptSegments]:
 
 # -- the exports -----------------------------------------------------------------------------
 def frames_jsonl(frames: Iterable[Frame]) -> Iterator[str]:
-    """One JSON object a line: {"index", "time_ms", "concepts": [{"id", "name", "value"}]}."""
+    """One JSON object a line: {"index", "time_ms", "concepts": [{"id", "name", "value"}]},
+    as json.dumps writes it, with each concept's id and name encoded once."""
+    encoded: dict[str, tuple[str, str]] = {}
     for index, frame in enumerate(frames):
-        yield json.dumps({"index": index, "time_ms": frame.time_ms, "concepts": [
-            {"id": c.id, "name": c.name, "value": c.value} for c in frame.concepts]},
-            ensure_ascii=False) + "\n"
+        parts = []
+        for c in frame.concepts:
+            known = encoded.get(c.id)
+            if known is None or known[0] != c.name:
+                cid, name = (json.dumps(x, ensure_ascii=False) for x in (c.id, c.name))
+                known = encoded[c.id] = (c.name, f'{{"id": {cid}, "name": {name}, "value": ')
+            parts.append(known[1] + number(c.value) + "}")
+        concepts = ", ".join(parts)
+        yield f'{{"index": {index}, "time_ms": {frame.time_ms}, "concepts": [{concepts}]}}\n'
 
 
 SEGMENT_COLUMNS = ("concept_id", "concept_name", "start_ms", "end_ms", "duration_ms",
@@ -130,8 +139,8 @@ def segments_csv(segments: Iterable[Segment]) -> Iterator[str]:
 def segments_vtt(segments: Iterable[Segment]) -> Iterator[str]:
     """WebVTT: one cue per segment, in start order, reading "sfw (max 0.99)"."""
     yield "WEBVTT\n\n"
-    for number, s in enumerate(segments, 1):
-        yield (f"{number}\n{vtt_time(s.start_ms)} --> {vtt_time(s.end_ms)}\n"
+    for cue, s in enumerate(segments, 1):
+        yield (f"{cue}\n{vtt_time(s.start_ms)} --> {vtt_time(s.end_ms)}\n"
                f"{vtt_text(s.concept_name)} (max {s.max_value:.2f})\n\n")
 
 

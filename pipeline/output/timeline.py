@@ -5,9 +5,12 @@ concepts, ~90 MB of JSON) never exists as one dict, nor as one string."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +18,30 @@ from typing import IO, Any
 from pipeline.types import Concept, Frame
 
 _FRAMES_MARK = '\n  "frames": []'
+_paused = 0
+_was_enabled = True
+_paused_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a timeline's frames are built: 720,000 new
+    objects that all stay alive trigger collection after collection over everything alive,
+    which made reading ten hours 4x slower. Frames hold no cycles; reference counting still
+    frees everything. Nested and threaded uses turn it back on when the last one ends."""
+    global _paused, _was_enabled
+    with _paused_lock:
+        if _paused == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _paused += 1
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0 and _was_enabled:
+                gc.enable()
 
 
 # -- writing ---------------------------------------------------------------------------------
