@@ -201,3 +201,14 @@ def test_drawing_keeps_a_one_frame_spike_visible() -> None:
     values[0, 12_345] = 0.95
     strip, starts = binned_max(values, times, 36_000_000, 1600)
     assert strip.shape == (1, 1600) and strip.max() == 0.95 and len(starts) == 1600
+
+
+def test_an_empty_timeline_still_gets_a_page_and_a_chart(tmp_path: Path) -> None:
+    """A video with no frames: the page says so (0 segments) and the chart is drawn."""
+    vdir = tmp_path / "results" / "empty-0001"
+    write_timeline(vdir, "/gone/empty.mp4", [], seconds=4, sample_ms=1000)
+    done = cli("report", str(vdir), "--html", str(vdir / "report.html"),
+               "--png", str(tmp_path / "chart.png"))
+    assert done.returncode == 0, done.stderr
+    assert "0 segments." in (vdir / "report.html").read_text()
+    assert Image.open(tmp_path / "chart.png").format == "PNG"

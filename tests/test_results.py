@@ -258,3 +258,15 @@ def test_run_report_writes_each_video_page_from_the_saved_results(
     count = sum(len(c["segments"]) for c in json.loads(
         (results / "segments.json").read_text())["concepts"])
     assert f"{count:,} segment" in page and "data:image/png;base64," in page
+
+
+def test_an_empty_timeline_gives_empty_exports(tmp_path: Path) -> None:
+    """No frames: segments.json lists no concept, the CSVs have their header only, the VTT no
+    cue (and still parses)."""
+    write_outputs(tmp_path, [], sample_ms=1000, duration_ms=0, outputs=Outputs())
+    saved = json.loads((tmp_path / "segments.json").read_text())
+    assert saved["concepts"] == [] and saved["frames"] == 0
+    assert (tmp_path / "frames.csv").read_text() == "time_ms,concept_id,concept_name,value\n"
+    assert list(csv.DictReader((tmp_path / "segments.csv").open())) == []
+    assert (tmp_path / "frames.jsonl").read_text() == ""
+    assert webvtt.read(str(tmp_path / "segments.vtt")).captions == []
