@@ -25,7 +25,7 @@ from pipeline.errors import AuthError, OverLimitError, RejectedInputError, Trans
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Fault, Server
 from pipeline.settings import Settings
-from pipeline.types import Chunk
+from pipeline.types import Chunk, Media
 
 KEY = "test-key-4f1d9a7c"
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +64,10 @@ def run(video: Path, out: Path, client: ClarifaiBackend, **options: Any) -> dict
     return json.loads((out / str(outcome.id) / "timeline.json").read_text())
 
 
-def whole(video: Path) -> Chunk:
-    return Chunk(0, str(video), Fraction(0), Fraction(10), video.stat().st_size, 100)
+def whole(video: Path) -> tuple[Chunk, Media]:
+    """The whole video as one chunk, and its media."""
+    chunk = Chunk(0, str(video), Fraction(0), Fraction(10), video.stat().st_size, 100)
+    return chunk, Media(path=chunk.path)
 
 
 def times(timeline: dict[str, Any]) -> list[int]:
@@ -141,7 +143,7 @@ def test_concurrent_first_requests_with_a_wrong_key_cost_one_request(
 
     def predict() -> None:
         try:
-            client.predict(whole(noisy_video), 1000)
+            client.predict(*whole(noisy_video), 1000)
         except AuthError as exc:
             errors.append(exc)
 
@@ -177,7 +179,7 @@ def test_throttling_waits_longer_than_other_transient_faults(
         server = serve(fault_rate=1.0, faults=(Fault.parse(fault),))
         waits[fault] = []
         with pytest.raises(TransientBackendError) as caught:
-            backend(server, sleeps=waits[fault], retry=config).predict(whole(noisy_video), 1000)
+            backend(server, sleeps=waits[fault], retry=config).predict(*whole(noisy_video), 1000)
         assert caught.value.attempts == 4 and len(requests(server)) == 4
     for n, (throttled, other) in enumerate(zip(waits["11005"], waits["UNAVAILABLE"],
                                                strict=True), start=1):
@@ -190,7 +192,7 @@ def test_a_failed_output_under_a_successful_response_is_a_failure(
     """Top-level SUCCESS but outputs[0].status MODEL_BUSY: retried, never taken as 0 frames."""
     server = serve(fault_rate=1.0, faults=(Fault.parse("output:21354"),))
     with pytest.raises(TransientBackendError, match="MODEL_BUSY_PLEASE_RETRY"):
-        backend(server, retry=RetryConfig(attempts=2)).predict(whole(noisy_video), 1000)
+        backend(server, retry=RetryConfig(attempts=2)).predict(*whole(noisy_video), 1000)
     assert len(requests(server)) == 2
 
 
@@ -201,7 +203,7 @@ def test_a_chunk_that_keeps_timing_out_is_resplit(serve: Callable[..., Server],
     client = backend(server, retry=RetryConfig(attempts=2),
                      deadline=Deadline(base=0.3, per_video_second=0))
     with pytest.raises(OverLimitError, match="timed out") as caught:
-        client.predict(whole(noisy_video), 1000)
+        client.predict(*whole(noisy_video), 1000)
     assert caught.value.attempts == 2
 
 
@@ -213,7 +215,7 @@ def test_bad_input_fails_with_clarifais_description(serve: Callable[..., Server]
     junk.write_text("this is not a video\n" * 100)
     chunk = Chunk(0, str(junk), Fraction(0), Fraction(1), junk.stat().st_size, 1)
     with pytest.raises(RejectedInputError, match="INPUT_VIDEO_UNSUPPORTED_FORMAT.*not a readable"):
-        backend(server).predict(chunk, 1000)
+        backend(server).predict(chunk, Media(path=chunk.path), 1000)
     assert len(requests(server)) == 1
 
 
@@ -223,7 +225,7 @@ def test_unknown_model_stops_the_run(serve: Callable[..., Server], noisy_video: 
     client = ClarifaiBackend("general", key=KEY, api_base=f"127.0.0.1:{server.port}",
                              insecure=True)
     with pytest.raises(AuthError, match="MODEL_DOES_NOT_EXIST"):
-        client.predict(whole(noisy_video), 1000)
+        client.predict(*whole(noisy_video), 1000)
 
 
 def test_the_key_never_reaches_logs_or_reprs(serve: Callable[..., Server], noisy_video: Path,
@@ -260,5 +262,5 @@ def test_tls_channel_to_a_plain_server_is_an_error_not_a_hang(
                              sleep=lambda s: None, retry=RetryConfig(attempts=2),
                              deadline=Deadline(base=5, per_video_second=0))
     with pytest.raises(TransientBackendError, match="UNAVAILABLE"):
-        client.predict(whole(noisy_video), 1000)
+        client.predict(*whole(noisy_video), 1000)
     assert grpc.StatusCode.UNAVAILABLE.name == "UNAVAILABLE"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.plan import Overhead, plan_chunks
-from pipeline.types import Limits, Packet, PacketScan
+from pipeline.types import Limits, Packet, Packets, PacketScan
 
 OVERHEAD = Overhead()
 
@@ -31,7 +31,7 @@ def packet_lists(draw: st.DrawFn) -> PacketScan:
         for i, t in enumerate(times):
             packets.append(Packet(t, tick, size * (4 if i == 0 else 1), i == 0))
         n += length
-    return PacketScan(tuple(packets), time_base=Fraction(1, 90_000))
+    return PacketScan(Packets.of(packets), time_base=Fraction(1, 90_000))
 
 
 limits_st = st.builds(lambda b, s: Limits("bytes", b, s),
@@ -100,7 +100,7 @@ def test_a_keyframe_interval_over_the_budget_is_marked_for_reencoding() -> None:
     sizes = [(30, 10_000), (30, 170_000), (30, 10_000)]
     packets = [Packet(g * 30 + i, 1, size, i == 0)
                for g, (n, size) in enumerate(sizes) for i in range(n)]
-    scan = PacketScan(tuple(packets), time_base=Fraction(1, 25))
+    scan = PacketScan(Packets.of(packets), time_base=Fraction(1, 25))
     plan = plan_chunks(scan, Limits("bytes", 1_000_000, 600_000))
     assert [c.reencode for c in plan.chunks] == [False, True, False]
     assert [c.frames for c in plan.chunks] == [30, 30, 30]
@@ -109,6 +109,6 @@ def test_a_keyframe_interval_over_the_budget_is_marked_for_reencoding() -> None:
 def test_duration_limit_cuts_a_small_video() -> None:
     """A tiny-bitrate 100 s video under a 30 s limit needs 4 chunks, each at most 30 s."""
     packets = [Packet(i, 1, 100, i % 5 == 0) for i in range(100)]
-    plan = plan_chunks(PacketScan(tuple(packets), time_base=Fraction(1)),
+    plan = plan_chunks(PacketScan(Packets.of(packets), time_base=Fraction(1)),
                        Limits("bytes", 10_000_000, 30_000))
     assert [c.duration for c in plan.chunks] == [30, 30, 30, 10]

@@ -7,6 +7,7 @@ or writes these files' dicts."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,12 +59,18 @@ class VideoStore:
         timeline = read_json(self.timeline)
         return isinstance(timeline, dict) and timeline.get("run_key") == self.key.as_dict()
 
-    def load_chunks(self) -> list[Chunk] | None:
-        """The chunk list a previous run saved under this key, if every chunk file is there."""
+    def load_chunks(self, source: str) -> list[Chunk] | None:
+        """The chunk list a previous run saved under this key, if every chunk file is there;
+        chunks built from the source's samples are of `source` (the same content, by the id,
+        wherever it lies now)."""
         saved = read_json(self.chunk_list)
         if not isinstance(saved, dict) or saved.get("run_key") != self.key.as_dict():
             return None
-        chunks = [formats.chunk_from_dict(c) for c in saved["chunks"]]
+        try:
+            chunks = [formats.chunk_from_dict(c) for c in saved["chunks"]]
+        except (KeyError, TypeError, ValueError):
+            return None
+        chunks = [dataclasses.replace(c, path=source) if c.packets else c for c in chunks]
         return chunks if all(Path(c.path).exists() for c in chunks) else None
 
     def save_chunks(self, source: str, chunks: Sequence[Chunk]) -> None:
