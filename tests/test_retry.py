@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.backends.ratelimit import RateLimiter
 from pipeline.backends.retry import RetryConfig, policy
@@ -145,3 +147,23 @@ def test_rate_limiter_is_shared_across_threads() -> None:
         t.join()
     assert len(ends) == 32
     assert 0.95 <= max(ends) < 3.0  # starts 21..32 wait for the first second to pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=st.floats(0.2, 40), gaps=st.lists(st.floats(0, 0.7), min_size=1, max_size=60))
+def test_rate_limiter_never_starts_more_than_the_rate_in_any_second(
+        rate: float, gaps: list[float]) -> None:
+    """Whatever the rate (2.5, 10/3, 0.4 ...) and however requests arrive from many threads (a
+    fake clock: arrivals at any times, waits not yet over), no 1-second window ever holds more
+    than `rate` starts, nor two starts closer than 1/rate when the rate is below 1."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock=clock, sleep=lambda seconds: None)
+    starts = []
+    for gap in gaps:
+        clock.now += gap
+        starts.append(clock.now + limiter.acquire())
+    starts.sort()
+    most = max(sum(1 for u in starts[i:] if u < t + 1.0) for i, t in enumerate(starts))
+    assert most <= max(1, rate)
+    if rate < 1:
+        assert all(b - a >= 1 / rate for a, b in zip(starts, starts[1:], strict=False))
