@@ -14,6 +14,8 @@ import numpy as np
 
 from pipeline.types import SampleTable
 
+Buffer = bytes | memoryview
+
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 
 
@@ -57,8 +59,11 @@ def _find_top(fh: BinaryIO, kind: bytes) -> bytes | None:
         fh.seek(size - header, 1)
 
 
-def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
-    out: list[tuple[bytes, bytes]] = []
+def _boxes(data: Buffer) -> list[tuple[bytes, memoryview]]:
+    """The boxes inside `data`, as (type, body); bodies are views, never copies (a ten-hour
+    moov is tens of MB, nested five deep)."""
+    data = memoryview(data)
+    out: list[tuple[bytes, memoryview]] = []
     pos = 0
     while pos + 8 <= len(data):
         size, box = struct.unpack_from(">I4s", data, pos)
@@ -75,20 +80,21 @@ def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _children(data: bytes, kind: bytes) -> list[bytes]:
+def _children(data: Buffer, kind: bytes) -> list[memoryview]:
     return [body for box, body in _boxes(data) if box == kind]
 
 
-def _descend(data: bytes, *path: bytes) -> bytes | None:
+def _descend(data: Buffer, *path: bytes) -> memoryview | None:
+    view = memoryview(data)
     for kind in path:
-        found = _children(data, kind)
+        found = _children(view, kind)
         if not found:
             return None
-        data = found[0]
-    return data
+        view = found[0]
+    return view
 
 
-def _video_summary(trak: bytes) -> TrackSummary | None:
+def _video_summary(trak: Buffer) -> TrackSummary | None:
     hdlr = _descend(trak, b"mdia", b"hdlr")
     if hdlr is None or hdlr[8:12] != b"vide":
         return None
@@ -134,16 +140,16 @@ def video_tables(path: str) -> dict[int, SampleTable]:
         return {}
 
 
-def _u32(data: bytes, offset: int) -> int:
+def _u32(data: Buffer, offset: int) -> int:
     return int(struct.unpack_from(">I", data, offset)[0])
 
 
-def _column(data: bytes, dtype: str, count: int, offset: int) -> np.ndarray:
+def _column(data: Buffer, dtype: str, count: int, offset: int) -> np.ndarray:
     """`count` big-endian numbers from `data` at `offset`, as int64 (a short box raises)."""
     return np.frombuffer(data, dtype, count, offset).astype(np.int64)
 
 
-def _table(trak: bytes) -> SampleTable | None:
+def _table(trak: Buffer) -> SampleTable | None:
     hdlr = _descend(trak, b"mdia", b"hdlr")
     mdhd = _descend(trak, b"mdia", b"mdhd")
     stbl = _descend(trak, b"mdia", b"minf", b"stbl")
@@ -161,8 +167,10 @@ def _table(trak: bytes) -> SampleTable | None:
     durations = _expand_runs(stts, n, signed=False)
     ctts = boxes.get(b"ctts")
     shifts = _expand_runs(ctts, n, signed=ctts[0] == 1) if ctts else np.zeros(n, np.int64)
-    dts = np.cumsum(durations) - durations
-    pts = dts + shifts
+    dts = np.cumsum(durations)
+    dts -= durations
+    pts = shifts
+    pts += dts
     if not _plain_edit_list(trak, int(pts.min()) if n else 0):
         return None
     tkhd = _descend(trak, b"tkhd")
@@ -171,15 +179,15 @@ def _table(trak: bytes) -> SampleTable | None:
     language = int(struct.unpack_from(">H", mdhd, 32 if mdhd[0] == 1 else 20)[0])
     offsets = _sample_offsets(stsc, stco, boxes.get(b"co64") is not None, sizes)
     return SampleTable(timescale, dts, pts, durations, sizes, _keys(boxes.get(b"stss"), n),
-                       offsets, stsd, tkhd, language)
+                       offsets, bytes(stsd), bytes(tkhd), language)
 
 
-def _sizes(stsz: bytes) -> np.ndarray:
+def _sizes(stsz: Buffer) -> np.ndarray:
     fixed, count = struct.unpack_from(">II", stsz, 4)
     return np.full(count, fixed, np.int64) if fixed else _column(stsz, ">u4", count, 12)
 
 
-def _expand_runs(box: bytes, n: int, *, signed: bool) -> np.ndarray:
+def _expand_runs(box: Buffer, n: int, *, signed: bool) -> np.ndarray:
     """stts / ctts: (count, value) runs, one value a sample."""
     pairs = _column(box, ">i4" if signed else ">u4", 2 * _u32(box, 4), 8).reshape(-1, 2)
     if int(pairs[:, 0].sum()) != n or (pairs[:, 0] < 0).any():
@@ -187,7 +195,7 @@ def _expand_runs(box: bytes, n: int, *, signed: bool) -> np.ndarray:
     return np.repeat(pairs[:, 1], pairs[:, 0])
 
 
-def _keys(stss: bytes | None, n: int) -> np.ndarray:
+def _keys(stss: Buffer | None, n: int) -> np.ndarray:
     if stss is None:
         return np.ones(n, bool)  # no sync table: every sample is a keyframe
     keys = np.zeros(n, bool)
@@ -195,7 +203,7 @@ def _keys(stss: bytes | None, n: int) -> np.ndarray:
     return keys
 
 
-def _plain_edit_list(trak: bytes, first_pts: int) -> bool:
+def _plain_edit_list(trak: Buffer, first_pts: int) -> bool:
     """No edit list, or one edit that starts at the first displayed frame (the B-frame delay),
     optionally after an empty edit (a start delay, which shifts the whole track alike)."""
     elst = _descend(trak, b"edts", b"elst")
@@ -211,7 +219,7 @@ def _plain_edit_list(trak: bytes, first_pts: int) -> bool:
     return len(times) == 1 and 0 <= times[0] <= first_pts
 
 
-def _sample_offsets(stsc: bytes, stco: bytes, wide: bool, sizes: np.ndarray) -> np.ndarray:
+def _sample_offsets(stsc: Buffer, stco: Buffer, wide: bool, sizes: np.ndarray) -> np.ndarray:
     """Each sample's file offset: chunks (stco) hold runs of consecutive samples (stsc)."""
     count = _u32(stco, 4)
     chunk_offsets = _column(stco, ">u8" if wide else ">u4", count, 8)
@@ -220,7 +228,12 @@ def _sample_offsets(stsc: bytes, stco: bytes, wide: bool, sizes: np.ndarray) -> 
     per_chunk = np.repeat(runs[:, 1], chunks_in_run)  # raises on a negative count
     if len(per_chunk) != count or int(per_chunk.sum()) != len(sizes):
         raise ValueError("stsc/stco do not cover every sample")
-    sample_chunk = np.repeat(np.arange(count), per_chunk)
-    before = np.cumsum(sizes) - sizes  # bytes of all earlier samples
-    chunk_first = np.cumsum(per_chunk) - per_chunk
-    return chunk_offsets[sample_chunk] + before - before[chunk_first][sample_chunk]
+    before = np.cumsum(sizes)
+    before -= sizes  # bytes of all earlier samples
+    chunk_first = np.cumsum(per_chunk)
+    chunk_first -= per_chunk
+    # A sample lies at its chunk's offset plus the bytes of the chunk's samples before it.
+    offsets = np.repeat(chunk_offsets - before[np.minimum(chunk_first, len(sizes) - 1)],
+                        per_chunk)
+    offsets += before
+    return offsets
