@@ -189,14 +189,16 @@ def test_the_defaults_are_six_attempts_in_300_s_doubling_from_half_a_second() ->
     a 2 s floor; with the widest draws the waits are exactly that schedule."""
     assert RetryConfig() == RetryConfig(attempts=6, max_seconds=300.0, base=0.5, cap=30.0,
                                         throttle_floor=2.0)
-    unavailable = [TransientBackendError("down", code="UNAVAILABLE") for _ in range(20)]
+    unavailable: list[Exception] = [TransientBackendError("down", code="UNAVAILABLE")
+                                    for _ in range(20)]
     assert schedule(unavailable) == [0.5, 1.0, 2.0, 4.0, 8.0]
-    throttled = [TransientBackendError("slow", code=11005, throttled=True) for _ in range(20)]
+    throttled: list[Exception] = [TransientBackendError("slow", code=11005, throttled=True)
+                                  for _ in range(20)]
     assert schedule(throttled) == [2.5, 5.0, 10.0, 20.0, 38.0]
 
 
 def test_waits_stop_doubling_at_the_cap() -> None:
     """Past 30 s a window no longer grows."""
-    errors = [TransientBackendError("down") for _ in range(20)]
+    errors: list[Exception] = [TransientBackendError("down") for _ in range(20)]
     waits = schedule(errors, RetryConfig(attempts=10, max_seconds=10_000))
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
