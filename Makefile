@@ -55,6 +55,7 @@ test: install lint typecheck
 
 bench: install
 	$(PY) bench/bench_split.py
+	$(PY) bench/bench_scratch.py
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_concurrency.py
 	$(PY) bench/bench_batch.py

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from pipeline.backends import Backend
 from pipeline.errors import OverLimitError
 from pipeline.merge import merge, place
-from pipeline.types import Chunk, ChunkResult, Limits
+from pipeline.types import Chunk, ChunkResult, Limits, Media
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,16 @@ MAX_RESPLITS = 3
 
 # Cuts a chunk again under smaller limits; the pieces keep their times on the source clock.
 Recut = Callable[[Chunk, Limits], list[Chunk]]
+# Opens a chunk's media for one request (and lets it go after: a built chunk, a staged object).
+Opener = Callable[[Chunk], AbstractContextManager[Media]]
 
 
 def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits, recut: Recut,
-                  *, depth: int = 0) -> ChunkResult:
+                  opener: Opener, *, depth: int = 0) -> ChunkResult:
     """The chunk's frames on the source clock, re-splitting it if the API says it is too big."""
     try:
-        return place(chunk, backend.predict(chunk, sample_ms))
+        with opener(chunk) as media:
+            return place(chunk, backend.predict(chunk, media, sample_ms))
     except OverLimitError as exc:
         if depth >= MAX_RESPLITS:
             raise
@@ -35,8 +39,8 @@ def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits
                     "%d bytes", chunk.index, chunk.size_bytes, exc, smaller.max_bytes)
         pieces = recut(chunk, smaller)
         spent = exc.attempts
-    parts = {p.index: predict_chunk(backend, p, sample_ms, smaller, recut, depth=depth + 1)
-             for p in pieces}
+    parts = {p.index: predict_chunk(backend, p, sample_ms, smaller, recut, opener,
+                                    depth=depth + 1) for p in pieces}
     frames = merge(pieces, parts)
     attempts = spent + sum(r.attempts for r in parts.values())
     return ChunkResult(chunk.index, tuple(frames), attempts, clock="source")

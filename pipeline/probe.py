@@ -12,7 +12,15 @@ import ffmpeg
 
 from pipeline.errors import FFmpegError, InputError
 from pipeline.media import containers, mp4read, proc
-from pipeline.types import Packet, PacketScan, SampleTable, StreamInfo, VideoInfo, to_ms
+from pipeline.types import (
+    Packet,
+    Packets,
+    PacketScan,
+    SampleTable,
+    StreamInfo,
+    VideoInfo,
+    to_ms,
+)
 
 # Containers that ffprobe reads as a single still image, not a video.
 _IMAGE_FORMATS = ("image2", "_pipe", "gif")
@@ -22,7 +30,7 @@ _IMAGE_FORMATS = ("image2", "_pipe", "gif")
 class Scanned:
     """One stream's packets in decode order, and the furthest byte of the file they reach."""
 
-    packets: tuple[Packet, ...]
+    packets: Packets
     data_end: int
 
 
@@ -30,18 +38,18 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
     """Probe `path`; with `scan`, also read every video packet (and audio, to keep it)."""
     _check_file(path)
     with ThreadPoolExecutor(1) as pool:
-        # An MP4's sample tables are read while ffprobe runs (each takes ~0.15 s on 700 MB).
-        tables = pool.submit(_mp4_scans, path) if scan and not keep_audio else None
-        try:
-            raw = ffmpeg.probe(proc.media_input(path))
-        except ffmpeg.Error as exc:
-            raise InputError(path, _why_unreadable(path, exc.stderr)) from exc
-        info = _parse_info(path, raw)
+        # ffprobe runs while an MP4's sample tables are read here (each takes ~0.1 s on 700 MB;
+        # the tables are read in this thread: numpy's buffers freed in another thread's malloc
+        # arena were seen to stay in the process, 25 MB more at ten hours).
+        ffprobed = pool.submit(_ffprobe, path)
+        tables = _mp4_scans(path) if scan and not keep_audio else None
+        info = _parse_info(path, ffprobed.result())
         if not scan:
             return info
-        found = _mp4_scan(info, tables.result()) if tables is not None else None
+        found = _mp4_scan(info, tables) if tables is not None else None
     table, video = found if found is not None else (None, scan_packets(path, info.video))
-    audio = scan_packets(path, info.audio) if keep_audio and info.audio else Scanned((), 0)
+    audio = (scan_packets(path, info.audio) if keep_audio and info.audio
+             else Scanned(Packets.empty(), 0))
     _check_complete(path, info.size_bytes, video, audio)
     _check_all_frames_read(path, info, len(video.packets))
     audio_tb = info.audio.time_base if info.audio else Fraction(1, 1000)
@@ -49,6 +57,14 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
     duration_ms = to_ms(packets.end - packets.origin)
     return VideoInfo(info.path, info.size_bytes, duration_ms or info.duration_ms, info.container,
                      info.bit_rate, info.streams, packets, table)
+
+
+def _ffprobe(path: str) -> dict[str, Any]:
+    try:
+        raw: dict[str, Any] = ffmpeg.probe(proc.media_input(path))
+    except ffmpeg.Error as exc:
+        raise InputError(path, _why_unreadable(path, exc.stderr)) from exc
+    return raw
 
 
 def _check_file(path: str) -> None:
@@ -162,9 +178,7 @@ def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[SampleTable, Scanned]]
 
 
 def _table_packets(table: SampleTable) -> Scanned:
-    packets = tuple(map(Packet._make, zip(table.pts, table.durations, table.sizes, table.keys,
-                                          strict=True)))
-    return Scanned(packets, table.data_end)
+    return Scanned(table.packets, table.data_end)
 
 
 def mp4_packets(path: str, info: VideoInfo) -> Scanned | None:
@@ -205,7 +219,7 @@ def _parse_packets(text: str, stream: StreamInfo) -> Scanned:
         pos = int(pos_s) if pos_s.isdigit() else -1
         packets.append(Packet(pts, duration, size, "K" in flags))
         data_end = max(data_end, pos + size if pos >= 0 else 0)
-    return Scanned(tuple(packets), data_end)
+    return Scanned(Packets.of(packets), data_end)
 
 
 def _check_all_frames_read(path: str, info: VideoInfo, scanned: int) -> None:
@@ -222,7 +236,7 @@ def _check_all_frames_read(path: str, info: VideoInfo, scanned: int) -> None:
 
 
 def _check_complete(path: str, size: int, video: Scanned, audio: Scanned) -> None:
-    if not video.packets:
+    if not len(video.packets):
         raise InputError(path, "has a video stream but no video frames")
     data_end = max(video.data_end, audio.data_end)
     if data_end > size:

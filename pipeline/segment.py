@@ -1,12 +1,15 @@
-"""Segment: cut a video into chunk files that fit the limits, losing and duplicating no frame.
+"""Segment: cut a video into chunks that fit the limits, losing and duplicating no frame.
 
 The work is a queue of stretches: a file (the source, a chunk that came out too big, or a
 re-encode) placed on the source's clock. Each stretch is planned and cut in one pass by stream
-copy at planned keyframes (MP4 sources are written straight from their sample table; others go
-through the segment muxer, by decode-order frame number: its time-based cuts are shifted by the
-codec delay, measured-facts.md). Each piece is verified, then kept, queued again with a tighter
-budget, or, when one keyframe interval alone cannot fit, re-encoded and queued as a new stretch.
-"""
+copy at planned keyframes (MP4 sources straight from their sample table; others through the
+segment muxer, by decode-order frame number: its time-based cuts are shifted by the codec delay,
+measured-facts.md). Each piece is verified, then kept, queued again with a tighter budget, or,
+when one keyframe interval alone cannot fit, re-encoded and queued as a new stretch.
+
+In memory (`run`), an MP4 source's stream-copied chunks are not written at all: each is the
+source's samples [first, end), whose exact size the sample table gives, built when it is sent
+(send.media). Re-encoded stretches and other containers are files either way."""
 
 from __future__ import annotations
 
@@ -18,21 +21,19 @@ import os
 import shutil
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from pipeline.errors import FFmpegError, InputError, SegmentError, UndecodableChunk, io_failure
-from pipeline.media import ffargs, mp4read, mp4write, proc
+from pipeline.media import cutting, ffargs, mp4read, mp4write, proc
 from pipeline.plan import Overhead, plan_chunks, whole_plan
 from pipeline.probe import probe
-from pipeline.types import Chunk, Limits, Plan, PlannedChunk, VideoInfo
+from pipeline.types import Chunk, Limits, PacketScan, Plan, PlannedChunk, VideoInfo
 
 log = logging.getLogger(__name__)
 
 _MAX_DEPTH = 4
-
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,16 @@ class SegmentOptions:
 
 @dataclass(frozen=True)
 class Stretch:
-    """A file still to be made into chunks, and where its first frame sits on the source clock."""
+    """A file still to be made into chunks, and where its first frame sits on the source clock.
+    `base` is the index of its first sample in the source's sample table, for a stretch that is
+    a range of the source's samples (in-memory chunks)."""
 
     info: VideoInfo
     offset: Fraction
     limits: Limits  # the budget to plan it with: tighter after a chunk came out over
     depth: int = 0  # re-cuts and re-encodes that led here
     reencoded: bool = False
+    base: int = 0
 
 
 def fits_whole(info: VideoInfo, limits: Limits) -> bool:
@@ -76,15 +80,18 @@ def make_plan(info: VideoInfo, limits: Limits, options: SegmentOptions = Segment
 
 
 def split(info: VideoInfo, limits: Limits, out_dir: str,
-          options: SegmentOptions = SegmentOptions()) -> list[Chunk]:
-    """Write the chunks of `info` into `out_dir` and return them, verified, in order."""
+          options: SegmentOptions = SegmentOptions(), *, in_memory: bool = False) -> list[Chunk]:
+    """The chunks of `info`, verified, in order: written into `out_dir`, or (`in_memory`, for an
+    MP4 source cut by stream copy) described by the source's samples, with only re-encoded
+    stretches written there."""
     plan = make_plan(info, limits, options)
     if plan.whole:
         only = plan.chunks[0]
         return [Chunk(0, info.path, Fraction(0), only.end - only.start, info.size_bytes,
                       only.frames)]
     with _failures_named(info.path), _work_dir(out_dir, ".work") as work:
-        pieces = _Cutter(limits, options, work).cut(Stretch(info, Fraction(0), limits))
+        cutter = _Cutter(limits, options, work, in_memory=in_memory)
+        pieces = cutter.cut(Stretch(info, Fraction(0), limits))
         _check_frames(info, pieces)
         for old in Path(out_dir).glob("chunk-*.mp4"):
             old.unlink()
@@ -92,21 +99,42 @@ def split(info: VideoInfo, limits: Limits, out_dir: str,
 
 
 def resplit(chunk: Chunk, limits: Limits, out_dir: str,
-            options: SegmentOptions = SegmentOptions()) -> list[Chunk]:
+            options: SegmentOptions = SegmentOptions(), *,
+            source: VideoInfo | None = None) -> list[Chunk]:
     """Cut one chunk again under `limits` (the API said it was too large or too slow); the
-    pieces' times stay on the source timeline."""
-    info = probe(chunk.path, keep_audio=options.keep_audio)
+    pieces' times stay on the source timeline. An in-memory chunk is cut from `source`'s
+    samples, into in-memory pieces."""
+    if chunk.packets is not None:
+        assert source is not None, "an in-memory chunk is re-cut from its source"
+        info = _samples(source, *chunk.packets)
+    else:
+        info = probe(chunk.path, keep_audio=options.keep_audio)
     assert info.scan is not None
     plan = plan_chunks(info.scan, limits, options.overhead)
     if len(plan.chunks) < 2 and not plan.chunks[0].reencode:
         raise SegmentError(f"{chunk.path}: a single keyframe interval; cannot cut it smaller")
+    base = chunk.packets[0] if chunk.packets else 0
     try:
         with _work_dir(out_dir, f".work-{chunk.index}") as work:
-            first = Stretch(info, chunk.start, limits, depth=1, reencoded=chunk.reencoded)
-            pieces = _Cutter(limits, options, work).cut(first)
+            first = Stretch(info, chunk.start, limits, depth=1, reencoded=chunk.reencoded,
+                            base=base)
+            pieces = _Cutter(limits, options, work, in_memory=chunk.packets is not None).cut(first)
             return _place(pieces, Path(out_dir), f"chunk-{chunk.index:05d}-{{:03d}}.mp4")
     except FFmpegError as exc:
         raise SegmentError(f"{chunk.path}: could not re-cut it ({exc.summary})") from exc
+
+
+def _samples(info: VideoInfo, first: int, end: int) -> VideoInfo:
+    """The source's video samples [first, end) as a VideoInfo of their own (columns sliced, not
+    copied): the same file, its table's rows first..end."""
+    assert info.table is not None and info.scan is not None
+    table = info.table
+    rows = slice(first, end)
+    sub = dataclasses.replace(
+        table, dts=table.dts[rows], pts=table.pts[rows], durations=table.durations[rows],
+        sizes=table.sizes[rows], keys=table.keys[rows], offsets=table.offsets[rows])
+    scan = PacketScan(sub.packets, time_base=info.scan.time_base)
+    return dataclasses.replace(info, scan=scan, table=sub)
 
 
 @contextlib.contextmanager
@@ -135,22 +163,27 @@ def _work_dir(out_dir: str, name: str) -> Iterator[Path]:
 
 
 def _place(pieces: list[Chunk], out_dir: Path, name: str) -> list[Chunk]:
-    """Move the pieces, in time order, to `out_dir` under `name` (formatted with the index)."""
+    """The pieces in time order, numbered; files moved to `out_dir` under `name` (formatted
+    with the number); in-memory pieces stay descriptions of the source."""
     final: list[Chunk] = []
     for i, piece in enumerate(sorted(pieces, key=lambda c: c.start)):
-        target = out_dir / name.format(i)
-        os.replace(piece.path, target)
-        final.append(dataclasses.replace(piece, index=i, path=str(target)))
+        path = piece.path
+        if piece.packets is None:
+            path = str(out_dir / name.format(i))
+            os.replace(piece.path, path)
+        final.append(dataclasses.replace(piece, index=i, path=path))
     return final
 
 
 class _Cutter:
     """Cuts stretches into verified chunks inside one scratch folder, against one set of limits."""
 
-    def __init__(self, limits: Limits, options: SegmentOptions, work: Path) -> None:
+    def __init__(self, limits: Limits, options: SegmentOptions, work: Path, *,
+                 in_memory: bool = False) -> None:
         self.limits = limits
         self.options = options
         self.work = work
+        self.in_memory = in_memory and not options.keep_audio
         self._names = itertools.count()
 
     def cut(self, first: Stretch) -> list[Chunk]:
@@ -179,11 +212,14 @@ class _Cutter:
         info = stretch.info
         assert info.scan is not None
         plan = plan_chunks(info.scan, stretch.limits, self.options.overhead)
+        if self.in_memory and info.table is not None and not stretch.reencoded:
+            yield from self._memory_pass(stretch, plan)  # the source's own samples
+            return
         dest = self.work / f"pass-{next(self._names)}"
         if info.table is not None and not self.options.keep_audio:
-            files = _write_pass(info, plan, dest)
+            files = cutting.write_pass(info, plan, dest)
         else:
-            files = _segment_pass(info, plan, self.options, dest)
+            files = cutting.segment_pass(info, plan, self.options.keep_audio, dest)
         for planned, path in zip(plan.chunks, files, strict=True):
             start = stretch.offset + planned.start - plan.origin
             yield self._settle(planned, path, start, stretch)
@@ -198,20 +234,57 @@ class _Cutter:
             raise SegmentError(f"{path}: the chunk written is not a readable MP4 starting on a "
                                "keyframe")
         if planned.reencode:
-            log.warning("keyframe interval at %.1f s is %d bytes / %.1f s, over the limits; "
-                        "re-encoding that stretch only", float(start), planned.expected_bytes,
-                        float(planned.duration))
-            return self._reencode(path, "0:v:0", start, stretch.depth + 1)
+            return self._reencode_interval(path, planned, start, stretch)
         if size <= self.limits.max_bytes and track.duration <= self.limits.max_duration:
             return Chunk(planned.index, path, start, start + planned.duration, size, track.frames,
                          stretch.reencoded)
+        return Stretch(probe(path, keep_audio=self.options.keep_audio), start,
+                       self._tighter(size, start, track.duration), stretch.depth + 1,
+                       stretch.reencoded)
+
+    def _memory_pass(self, stretch: Stretch, plan: Plan) -> Iterator[Chunk | Stretch]:
+        """The same verdicts as a written pass, from the sample table alone: each chunk's exact
+        size and duration, no bytes copied. The first chunk is built and decoded, as a written
+        pass decodes its first file."""
+        info = stretch.info
+        table = info.table
+        assert table is not None
+        for planned in plan.chunks:
+            first, end = planned.first_packet, planned.end_packet
+            start = stretch.offset + planned.start - plan.origin
+            if planned.reencode:
+                path = str(self.work / f"interval-{next(self._names)}.mp4")
+                with open(info.path, "rb") as src:
+                    mp4write.write_chunk(src.fileno(), table, first, end, path)
+                yield self._reencode_interval(path, planned, start, stretch)
+                continue
+            if planned.index == 0:
+                with open(info.path, "rb") as src:
+                    cutting.check_decodes_bytes(mp4write.chunk_bytes(src.fileno(), table, first,
+                                                                     end))
+            size = mp4write.layout(table, first, end).size
+            duration = Fraction(int(table.durations[first:end].sum()), table.timescale)
+            if size <= self.limits.max_bytes and duration <= self.limits.max_duration:
+                yield Chunk(planned.index, info.path, start, start + planned.duration, size,
+                            end - first, stretch.reencoded,
+                            packets=(stretch.base + first, stretch.base + end))
+                continue
+            yield Stretch(_samples(info, first, end), start, self._tighter(size, start, duration),
+                          stretch.depth + 1, stretch.reencoded, base=stretch.base + first)
+
+    def _tighter(self, size: int, start: Fraction, duration: Fraction) -> Limits:
         log.info("chunk at %.1f s came out at %d bytes / %.2f s; re-cutting it smaller",
-                 float(start), size, float(track.duration))
+                 float(start), size, float(duration))
         limits = self.limits
-        tighter = Limits(limits.mode, int(limits.max_bytes * min(0.97, limits.max_bytes / size)),
-                         limits.max_duration_ms - 50)
-        return Stretch(probe(path, keep_audio=self.options.keep_audio), start, tighter,
-                       stretch.depth + 1, stretch.reencoded)
+        return Limits(limits.mode, int(limits.max_bytes * min(0.97, limits.max_bytes / size)),
+                      limits.max_duration_ms - 50)
+
+    def _reencode_interval(self, path: str, planned: PlannedChunk, start: Fraction,
+                           stretch: Stretch) -> Stretch:
+        log.warning("keyframe interval at %.1f s is %d bytes / %.1f s, over the limits; "
+                    "re-encoding that stretch only", float(start), planned.expected_bytes,
+                    float(planned.duration))
+        return self._reencode(path, "0:v:0", start, stretch.depth + 1)
 
     def _reencode(self, path: str, video_map: str, offset: Fraction, depth: int) -> Stretch:
         target = self.work / f"reencode-{next(self._names)}.mp4"
@@ -221,45 +294,6 @@ class _Cutter:
                                       depth=depth))
         info = probe(str(target), keep_audio=self.options.keep_audio)
         return Stretch(info, offset, self.limits, depth + 1, reencoded=True)
-
-
-def _segment_pass(info: VideoInfo, plan: Plan, options: SegmentOptions, dest: Path) -> list[str]:
-    dest.mkdir(parents=True)
-    proc.run(ffargs.segment_argv(info, [c.first_packet for c in plan.chunks[1:]],
-                                 options.keep_audio, proc.media_input(str(dest / "part-%05d.mp4"))))
-    files = sorted(str(p) for p in dest.iterdir())
-    if len(files) != len(plan.chunks):
-        raise SegmentError(
-            f"{info.path}: the segment muxer wrote {len(files)} chunks, the plan has "
-            f"{len(plan.chunks)}")
-    check_decodes(sorted({files[0], files[-1]}))
-    return files
-
-
-def _write_pass(info: VideoInfo, plan: Plan, dest: Path) -> list[str]:
-    """The MP4 fast path: each chunk's moov built from the source's sample table, its samples
-    copied by the kernel (mp4write); the same chunks the segment muxer would write. The first
-    chunk is written first and decoded while the others are written: every chunk carries the
-    same sample description and the source's own sample bytes, which are checked structurally."""
-    assert info.table is not None
-    dest.mkdir(parents=True)
-    files = [str(dest / f"part-{c.index:05d}.mp4") for c in plan.chunks]
-    fd = os.open(info.path, os.O_RDONLY)
-    try:
-        # Two writers: the copying happens in system calls, which release the GIL.
-        with ThreadPoolExecutor(2) as pool:
-            written = [pool.submit(mp4write.write_chunk, fd, info.table, c.first_packet,
-                                   c.end_packet, path) for c, path in zip(plan.chunks, files,
-                                                                           strict=True)]
-            written[0].result()
-            with ThreadPoolExecutor(1) as checker:
-                checked = checker.submit(check_decodes, files[:1])
-                for future in written:
-                    future.result()
-                checked.result()
-    finally:
-        os.close(fd)
-    return files
 
 
 def _check_frames(info: VideoInfo, pieces: list[Chunk]) -> None:
@@ -273,24 +307,3 @@ def _check_frames(info: VideoInfo, pieces: list[Chunk]) -> None:
                     expected)
         return
     raise SegmentError(f"{info.path}: chunks hold {got} frames, the source {expected}")
-
-
-def check_decodes(paths: list[str]) -> None:
-    """Decode the first frame of each chunk named (one ffmpeg process per core's share).
-
-    Every chunk's structure is verified (size, duration, frames, a keyframe first); decoding
-    costs ~50 ms a chunk (ffmpeg probes each input), so each cutting pass decodes its first
-    chunk (and the segment muxer's last), re-encoded stretches included."""
-    batches = [paths[i::2] for i in range(2) if paths[i::2]]
-    with ThreadPoolExecutor(len(batches) or 1) as pool:
-        for failure in pool.map(_first_frames_fail, batches):
-            if failure is not None:
-                raise UndecodableChunk(failure)
-
-
-def _first_frames_fail(paths: list[str]) -> str | None:
-    try:
-        proc.run(ffargs.first_frames_argv(paths))
-    except FFmpegError as exc:
-        return exc.summary
-    return None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from typing import Literal, NamedTuple
+
+import numpy as np
 
 Mode = Literal["bytes", "url"]
 
@@ -67,10 +70,8 @@ class StreamInfo:
 
 
 class Packet(NamedTuple):
-    """One compressed frame: display time and duration in stream ticks, bytes, keyframe flag.
-
-    Ticks (integers) rather than Fractions, and a tuple rather than a dataclass: a 30-minute
-    video has 54,000 packets; seconds are `ticks * time_base`."""
+    """One compressed frame, as a row: display time and duration in stream ticks, bytes,
+    keyframe flag. Streams keep their packets as columns (`Packets`); a row is for reading one."""
 
     pts: int
     duration: int
@@ -82,12 +83,52 @@ class Packet(NamedTuple):
         return self.pts + self.duration
 
 
+@dataclass(frozen=True, eq=False)
+class Packets:
+    """One stream's packets in decode order, as columns (int64 ticks and bytes, bool keys):
+    about 25 bytes a packet where a Python tuple costs ~470, so a day of 60 fps video (5.2 M
+    packets) is planned in ~130 MB. Indexing gives a `Packet` row."""
+
+    pts: np.ndarray
+    duration: np.ndarray
+    size: np.ndarray
+    key: np.ndarray
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[int, int, int, bool]]) -> Packets:
+        table = list(rows)
+        if not table:
+            return cls.empty()
+        pts, duration, size, key = zip(*table, strict=True)
+        return cls(np.array(pts, np.int64), np.array(duration, np.int64),
+                   np.array(size, np.int64), np.array(key, bool))
+
+    @classmethod
+    def empty(cls) -> Packets:
+        none = np.zeros(0, np.int64)
+        return cls(none, none, none, np.zeros(0, bool))
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def __getitem__(self, i: int) -> Packet:
+        return Packet(int(self.pts[i]), int(self.duration[i]), int(self.size[i]),
+                      bool(self.key[i]))
+
+    def __iter__(self) -> Iterator[Packet]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def total_bytes(self) -> int:
+        return int(self.size.sum())
+
+
 @dataclass(frozen=True)
 class PacketScan:
     """The packets of the video stream in decode order, plus kept audio packets, of one file."""
 
-    video: tuple[Packet, ...]
-    audio: tuple[Packet, ...] = ()
+    video: Packets
+    audio: Packets = field(default_factory=Packets.empty)
     time_base: Fraction = Fraction(1, 1000)
     audio_time_base: Fraction = Fraction(1, 1000)
 
@@ -97,11 +138,11 @@ class PacketScan:
     @cached_property
     def origin(self) -> Fraction:
         """Source time of the first displayed video frame: global time zero."""
-        return self.seconds(min(p.pts for p in self.video))
+        return self.seconds(int(self.video.pts.min()))
 
     @cached_property
     def end_ticks(self) -> int:
-        return max(p.pts + p.duration for p in self.video)
+        return int((self.video.pts + self.video.duration).max())
 
     @cached_property
     def end(self) -> Fraction:
@@ -109,21 +150,22 @@ class PacketScan:
 
     @cached_property
     def keyframes(self) -> list[Fraction]:
-        return sorted(self.seconds(p.pts) for p in self.video if p.key)
+        return [self.seconds(int(t)) for t in np.sort(self.video.pts[self.video.key])]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleTable:
     """A video track's samples in decode order, from `moov` alone: what ffprobe's packet listing
-    would say (times in the track's own ticks) without reading the media data."""
+    would say (times in the track's own ticks) without reading the media data. Columns are
+    int64 numpy arrays (`keys` bool)."""
 
     timescale: int
-    dts: list[int]
-    pts: list[int]
-    durations: list[int]
-    sizes: list[int]
-    keys: list[bool]
-    offsets: list[int]  # where each sample's bytes start in the file
+    dts: np.ndarray
+    pts: np.ndarray
+    durations: np.ndarray
+    sizes: np.ndarray
+    keys: np.ndarray
+    offsets: np.ndarray  # where each sample's bytes start in the file
     stsd: bytes  # the sample description box's body (codec configuration), copied into chunks
     tkhd: bytes  # the track header's body (display size, rotation matrix)
     language: int  # mdhd's packed ISO-639 code
@@ -131,7 +173,11 @@ class SampleTable:
     @property
     def data_end(self) -> int:
         """The largest offset + size any sample reaches."""
-        return max((o + s for o, s in zip(self.offsets, self.sizes, strict=True)), default=0)
+        return int((self.offsets + self.sizes).max()) if len(self.sizes) else 0
+
+    @property
+    def packets(self) -> Packets:
+        return Packets(self.pts, self.durations, self.sizes, self.keys)
 
 
 @dataclass(frozen=True)
@@ -196,7 +242,11 @@ class Plan:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A chunk file ready to send; `start` is its first frame's time on the source timeline."""
+    """A chunk ready to send; `start` is its first frame's time on the source timeline.
+
+    A chunk is a file at `path`, or, when `packets` is set, the source MP4's video samples
+    [first, end) at `path`, built in memory (media.mp4write) when it is sent: the same bytes
+    `split` writes, without a scratch copy of the video."""
 
     index: int
     path: str
@@ -205,6 +255,7 @@ class Chunk:
     size_bytes: int
     frames: int
     reencoded: bool = False
+    packets: tuple[int, int] | None = None
 
     @property
     def start_ms(self) -> int:
@@ -217,6 +268,29 @@ class Chunk:
     @property
     def duration(self) -> Fraction:
         return self.end - self.start
+
+
+@dataclass(frozen=True, repr=False)
+class Media:
+    """What one request carries for a chunk: a file where it lies, bytes built in memory, or a
+    URL that the API fetches itself."""
+
+    path: str | None = None
+    data: bytes | None = None
+    url: str | None = None
+
+    def __repr__(self) -> str:
+        held = f"{len(self.data)} bytes" if self.data is not None else None
+        return f"Media({self.path or held or 'url'})"  # never a URL's signature
+
+    def read(self) -> bytes:
+        """The bytes to send (a file is read whole: chunks are at most a request's size)."""
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise ValueError("a URL has no bytes to send")
+        with open(self.path, "rb") as fh:
+            return fh.read()
 
 
 class Concept(NamedTuple):

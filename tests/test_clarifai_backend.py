@@ -14,7 +14,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import grpc
 import media
 import pytest
 
@@ -25,7 +24,7 @@ from pipeline.errors import AuthError, OverLimitError, RejectedInputError, Trans
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Fault, Server
 from pipeline.settings import Settings
-from pipeline.types import Chunk
+from pipeline.types import Chunk, Media
 
 KEY = "test-key-4f1d9a7c"
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +63,10 @@ def run(video: Path, out: Path, client: ClarifaiBackend, **options: Any) -> dict
     return json.loads((out / str(outcome.id) / "timeline.json").read_text())
 
 
-def whole(video: Path) -> Chunk:
-    return Chunk(0, str(video), Fraction(0), Fraction(10), video.stat().st_size, 100)
+def whole(video: Path) -> tuple[Chunk, Media]:
+    """The whole video as one chunk, and its media."""
+    chunk = Chunk(0, str(video), Fraction(0), Fraction(10), video.stat().st_size, 100)
+    return chunk, Media(path=chunk.path)
 
 
 def times(timeline: dict[str, Any]) -> list[int]:
@@ -141,7 +142,7 @@ def test_concurrent_first_requests_with_a_wrong_key_cost_one_request(
 
     def predict() -> None:
         try:
-            client.predict(whole(noisy_video), 1000)
+            client.predict(*whole(noisy_video), 1000)
         except AuthError as exc:
             errors.append(exc)
 
@@ -177,7 +178,7 @@ def test_throttling_waits_longer_than_other_transient_faults(
         server = serve(fault_rate=1.0, faults=(Fault.parse(fault),))
         waits[fault] = []
         with pytest.raises(TransientBackendError) as caught:
-            backend(server, sleeps=waits[fault], retry=config).predict(whole(noisy_video), 1000)
+            backend(server, sleeps=waits[fault], retry=config).predict(*whole(noisy_video), 1000)
         assert caught.value.attempts == 4 and len(requests(server)) == 4
     for n, (throttled, other) in enumerate(zip(waits["11005"], waits["UNAVAILABLE"],
                                                strict=True), start=1):
@@ -190,7 +191,7 @@ def test_a_failed_output_under_a_successful_response_is_a_failure(
     """Top-level SUCCESS but outputs[0].status MODEL_BUSY: retried, never taken as 0 frames."""
     server = serve(fault_rate=1.0, faults=(Fault.parse("output:21354"),))
     with pytest.raises(TransientBackendError, match="MODEL_BUSY_PLEASE_RETRY"):
-        backend(server, retry=RetryConfig(attempts=2)).predict(whole(noisy_video), 1000)
+        backend(server, retry=RetryConfig(attempts=2)).predict(*whole(noisy_video), 1000)
     assert len(requests(server)) == 2
 
 
@@ -201,7 +202,7 @@ def test_a_chunk_that_keeps_timing_out_is_resplit(serve: Callable[..., Server],
     client = backend(server, retry=RetryConfig(attempts=2),
                      deadline=Deadline(base=0.3, per_video_second=0))
     with pytest.raises(OverLimitError, match="timed out") as caught:
-        client.predict(whole(noisy_video), 1000)
+        client.predict(*whole(noisy_video), 1000)
     assert caught.value.attempts == 2
 
 
@@ -213,7 +214,7 @@ def test_bad_input_fails_with_clarifais_description(serve: Callable[..., Server]
     junk.write_text("this is not a video\n" * 100)
     chunk = Chunk(0, str(junk), Fraction(0), Fraction(1), junk.stat().st_size, 1)
     with pytest.raises(RejectedInputError, match="INPUT_VIDEO_UNSUPPORTED_FORMAT.*not a readable"):
-        backend(server).predict(chunk, 1000)
+        backend(server).predict(chunk, Media(path=chunk.path), 1000)
     assert len(requests(server)) == 1
 
 
@@ -223,7 +224,7 @@ def test_unknown_model_stops_the_run(serve: Callable[..., Server], noisy_video: 
     client = ClarifaiBackend("general", key=KEY, api_base=f"127.0.0.1:{server.port}",
                              insecure=True)
     with pytest.raises(AuthError, match="MODEL_DOES_NOT_EXIST"):
-        client.predict(whole(noisy_video), 1000)
+        client.predict(*whole(noisy_video), 1000)
 
 
 def test_the_key_never_reaches_logs_or_reprs(serve: Callable[..., Server], noisy_video: Path,
@@ -259,6 +260,21 @@ def test_tls_channel_to_a_plain_server_is_an_error_not_a_hang(
     client = ClarifaiBackend("nsfw", key=KEY, api_base=f"127.0.0.1:{server.port}",
                              sleep=lambda s: None, retry=RetryConfig(attempts=2),
                              deadline=Deadline(base=5, per_video_second=0))
-    with pytest.raises(TransientBackendError, match="UNAVAILABLE"):
-        client.predict(whole(noisy_video), 1000)
-    assert grpc.StatusCode.UNAVAILABLE.name == "UNAVAILABLE"
+    with pytest.raises(TransientBackendError, match="UNAVAILABLE") as caught:
+        client.predict(*whole(noisy_video), 1000)
+    assert caught.value.code == "UNAVAILABLE" and caught.value.attempts == 2
+
+
+RETRYABLE = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "10030", "11005", "21351", "21352", "21354",
+             "21355", "40030", "40031", "40032", "98004", "99009", "output:21354"]
+
+
+@pytest.mark.parametrize("fault", RETRYABLE)
+def test_every_retryable_answer_is_retried_and_then_answered(
+        serve: Callable[..., Server], noisy_video: Path, fault: str) -> None:
+    """Each code DESIGN.md calls transient (gRPC or Clarifai, top-level or per output) fails
+    the first request only: the chunk is answered on the second, two requests in all."""
+    server = serve(faults=(Fault.parse(fault),), fault_at=frozenset({1}))
+    result = backend(server).predict(*whole(noisy_video), 1000)
+    assert result.attempts == 2 and len(result.frames) == 10
+    assert [r["fault"] is not None for r in requests(server)] == [True, False]

@@ -114,9 +114,10 @@ def test_a_rejected_key_on_a_many_chunk_video_stops_the_run_cleanly(
 
 def test_a_full_disk_while_cutting_fails_that_video_and_the_next_is_done(
         tmp_path: Path, small_video: Path) -> None:
-    """--out on a 3 MB file system; a 5 MB video cannot be cut there (ENOSPC): it fails saying
-    so, its scratch space is freed, and a small video after it is done."""
-    big = media.testsrc(tmp_path / "big.mp4", seconds=20, extra_vf="noise=alls=30:allf=t",
+    """--out on a 3 MB file system; a 5 MB Matroska video (cut into files: only MP4 sources are
+    cut in memory) cannot be cut there (ENOSPC): it fails saying so, its scratch space is freed,
+    and a small video after it is done."""
+    big = media.testsrc(tmp_path / "big.mkv", seconds=20, extra_vf="noise=alls=30:allf=t",
                         codec=["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M",
                                "-g", "30", "-pix_fmt", "yuv420p"])
     with small_disk(tmp_path / "disk", "3m") as disk:
@@ -124,8 +125,8 @@ def test_a_full_disk_while_cutting_fails_that_video_and_the_next_is_done(
                        "1000000", "--no-progress")
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         entries = by_source(disk)
-        assert entries["big.mp4"]["status"] == "failed"
-        assert "no space left on device" in entries["big.mp4"]["error"]
+        assert entries["big.mkv"]["status"] == "failed"
+        assert "no space left on device" in entries["big.mkv"]["error"]
         assert entries["small.mp4"]["status"] == "done"
 
 

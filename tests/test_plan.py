@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.plan import Overhead, plan_chunks
-from pipeline.types import Limits, Packet, PacketScan
+from pipeline.types import Limits, Packet, Packets, PacketScan
 
 OVERHEAD = Overhead()
 
@@ -31,7 +31,7 @@ def packet_lists(draw: st.DrawFn) -> PacketScan:
         for i, t in enumerate(times):
             packets.append(Packet(t, tick, size * (4 if i == 0 else 1), i == 0))
         n += length
-    return PacketScan(tuple(packets), time_base=Fraction(1, 90_000))
+    return PacketScan(Packets.of(packets), time_base=Fraction(1, 90_000))
 
 
 limits_st = st.builds(lambda b, s: Limits("bytes", b, s),
@@ -73,14 +73,30 @@ def test_cuts_fall_on_keyframes_and_times_are_contiguous(scan: PacketScan, limit
     assert plan.chunks[-1].end == scan.end
 
 
+def intervals(scan: PacketScan) -> list[tuple[int, int, int, Fraction]]:
+    """Each keyframe interval as (first packet, end packet, planned bytes, display length)."""
+    video = list(scan.video)
+    starts = [i for i, p in enumerate(video) if p.key and i > 0]
+    bounds = list(zip([0, *starts], [*starts, len(video)], strict=True))
+    firsts = [min(p.pts for p in video[a:b]) for a, b in bounds]
+    stops = [*firsts[1:], scan.end_ticks]
+    return [(a, b, sum(p.size for p in video[a:b]) + OVERHEAD.per_packet * (b - a),
+             scan.seconds(stop - first))
+            for (a, b), first, stop in zip(bounds, firsts, stops, strict=True)]
+
+
 @settings(max_examples=200, deadline=None)
 @given(scan=packet_lists(), limits=limits_st)
 def test_only_oversized_keyframe_intervals_are_reencoded(scan: PacketScan,
                                                           limits: Limits) -> None:
-    """A re-encode chunk is one where some single keyframe interval could not fit alone."""
+    """A re-encode chunk holds only keyframe intervals that could not fit alone: no interval
+    that a copy could carry is ever folded into a re-encoded stretch."""
+    groups = intervals(scan)
     for chunk in plan_chunks(scan, limits, OVERHEAD).chunks:
-        if chunk.reencode:
-            assert chunk.expected_bytes > limits.max_bytes or chunk.duration > limits.max_duration
+        inside = [g for g in groups if chunk.first_packet <= g[0] < chunk.end_packet]
+        too_big = [g[2] + OVERHEAD.fixed > limits.max_bytes or g[3] > limits.max_duration
+                   for g in inside]
+        assert all(too_big) if chunk.reencode else not any(too_big)
 
 
 @settings(max_examples=200, deadline=None)
@@ -100,7 +116,7 @@ def test_a_keyframe_interval_over_the_budget_is_marked_for_reencoding() -> None:
     sizes = [(30, 10_000), (30, 170_000), (30, 10_000)]
     packets = [Packet(g * 30 + i, 1, size, i == 0)
                for g, (n, size) in enumerate(sizes) for i in range(n)]
-    scan = PacketScan(tuple(packets), time_base=Fraction(1, 25))
+    scan = PacketScan(Packets.of(packets), time_base=Fraction(1, 25))
     plan = plan_chunks(scan, Limits("bytes", 1_000_000, 600_000))
     assert [c.reencode for c in plan.chunks] == [False, True, False]
     assert [c.frames for c in plan.chunks] == [30, 30, 30]
@@ -109,6 +125,6 @@ def test_a_keyframe_interval_over_the_budget_is_marked_for_reencoding() -> None:
 def test_duration_limit_cuts_a_small_video() -> None:
     """A tiny-bitrate 100 s video under a 30 s limit needs 4 chunks, each at most 30 s."""
     packets = [Packet(i, 1, 100, i % 5 == 0) for i in range(100)]
-    plan = plan_chunks(PacketScan(tuple(packets), time_base=Fraction(1)),
+    plan = plan_chunks(PacketScan(Packets.of(packets), time_base=Fraction(1)),
                        Limits("bytes", 10_000_000, 30_000))
     assert [c.duration for c in plan.chunks] == [30, 30, 30, 10]

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.backends.ratelimit import RateLimiter
 from pipeline.backends.retry import RetryConfig, policy
@@ -83,7 +85,7 @@ def test_each_attempt_is_logged_with_the_error_and_the_next_wait(
         caplog: pytest.LogCaptureFixture) -> None:
     """One warning per failed attempt: the error (which names chunk and code) and the wait."""
     errors: list[Exception] = [TransientBackendError("chunk 7: TRY_AGAIN (10030): later")]
-    with caplog.at_level(logging.WARNING, logger="pipeline.retry"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.backends.retry"):
         policy(CONFIG, sleep=lambda s: None)(failing(errors, []))
     (record,) = caplog.records
     assert "chunk 7: TRY_AGAIN (10030)" in record.getMessage()
@@ -145,3 +147,58 @@ def test_rate_limiter_is_shared_across_threads() -> None:
         t.join()
     assert len(ends) == 32
     assert 0.95 <= max(ends) < 3.0  # starts 21..32 wait for the first second to pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=st.floats(0.2, 40), gaps=st.lists(st.floats(0, 0.7), min_size=1, max_size=60))
+def test_rate_limiter_never_starts_more_than_the_rate_in_any_second(
+        rate: float, gaps: list[float]) -> None:
+    """Whatever the rate (2.5, 10/3, 0.4 ...) and however requests arrive from many threads (a
+    fake clock: arrivals at any times, waits not yet over), no 1-second window ever holds more
+    than `rate` starts, nor two starts closer than 1/rate when the rate is below 1."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock=clock, sleep=lambda seconds: None)
+    starts = []
+    for gap in gaps:
+        clock.now += gap
+        starts.append(clock.now + limiter.acquire())
+    starts.sort()
+    most = max(sum(1 for u in starts[i:] if u < t + 1.0) for i, t in enumerate(starts))
+    assert most <= max(1, rate)
+    if rate < 1:
+        assert all(b - a >= 1 / rate for a, b in zip(starts, starts[1:], strict=False))
+
+
+class Widest(random.Random):
+    """Full jitter's worst case: every draw is the top of its window."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def schedule(errors: list[Exception], config: RetryConfig | None = None) -> list[float]:
+    """The waits the policy asks for before it gives up or succeeds."""
+    sleeps: list[float] = []
+    with pytest.raises(TransientBackendError):
+        policy(config, sleep=sleeps.append, rng=Widest())(failing(errors, []))
+    return sleeps
+
+
+def test_the_defaults_are_six_attempts_in_300_s_doubling_from_half_a_second() -> None:
+    """RetryConfig(): 6 attempts, 300 s, windows 0.5 s doubling to a 30 s cap, throttling from
+    a 2 s floor; with the widest draws the waits are exactly that schedule."""
+    assert RetryConfig() == RetryConfig(attempts=6, max_seconds=300.0, base=0.5, cap=30.0,
+                                        throttle_floor=2.0)
+    unavailable: list[Exception] = [TransientBackendError("down", code="UNAVAILABLE")
+                                    for _ in range(20)]
+    assert schedule(unavailable) == [0.5, 1.0, 2.0, 4.0, 8.0]
+    throttled: list[Exception] = [TransientBackendError("slow", code=11005, throttled=True)
+                                  for _ in range(20)]
+    assert schedule(throttled) == [2.5, 5.0, 10.0, 20.0, 38.0]
+
+
+def test_waits_stop_doubling_at_the_cap() -> None:
+    """Past 30 s a window no longer grows."""
+    errors: list[Exception] = [TransientBackendError("down") for _ in range(20)]
+    waits = schedule(errors, RetryConfig(attempts=10, max_seconds=10_000))
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]

@@ -170,3 +170,16 @@ def test_video_id_is_stable_and_differs_for_different_content(
     assert video_id(str(a)) == video_id(str(a))
     assert video_id(str(a)) != video_id(str(b))
     assert video_id(str(a)).split("-")[-1] == video_id(str(small_video)).split("-")[-1]
+
+
+def test_a_run_of_an_mp4_cuts_it_in_memory(vbr_video: Path, tmp_path: Path) -> None:
+    """No scratch copy of the video: chunks.json describes each chunk as the source's samples,
+    and no chunk file is left (or made) in the output folder."""
+    out = tmp_path / "out"
+    done = cli("run", str(vbr_video), "--out", str(out), "--max-bytes", "400000")
+    assert done.returncode == 0, done.stderr
+    vdir = only_video_dir(out)
+    chunks = json.loads((vdir / "chunks.json").read_text())["chunks"]
+    assert len(chunks) >= 4
+    assert all(c["file"] == str(vbr_video) and len(c["packets"]) == 2 for c in chunks)
+    assert not [p for p in out.rglob("*.mp4")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -10,8 +11,10 @@ from media import ffprobe_count, ffprobe_duration
 
 from pipeline import segment
 from pipeline.errors import InputError
+from pipeline.plan import Overhead
 from pipeline.probe import probe
 from pipeline.segment import SegmentOptions, split
+from pipeline.send.media import ChunkMedia
 from pipeline.types import Chunk, Limits
 
 SMALL = Limits("bytes", 400_000, 600_000)
@@ -175,3 +178,50 @@ def test_the_same_input_gives_byte_identical_chunks(
     assert len(runs[0]) >= 2
     first, second = ([Path(c.path).read_bytes() for c in chunks] for chunks in runs)
     assert first == second
+
+
+def test_in_memory_chunks_are_the_bytes_split_writes(vbr_video: Path, tmp_path: Path) -> None:
+    """`run` cuts an MP4 in memory: the same chunks as `split` writes, byte for byte, built
+    from the source's samples when sent, with nothing written."""
+    limits = Limits("bytes", 400_000, 600_000)
+    info = probe(str(vbr_video))
+    written = split(info, limits, str(tmp_path / "files"))
+    described = split(info, limits, str(tmp_path / "memory"), in_memory=True)
+    assert not (tmp_path / "memory").exists() or not list((tmp_path / "memory").iterdir())
+    assert [(c.start, c.end, c.size_bytes, c.frames) for c in described] == \
+        [(c.start, c.end, c.size_bytes, c.frames) for c in written]
+    media = ChunkMedia(info.table)
+    assert all(c.packets and c.path == str(vbr_video) for c in described)
+    assert [media.build(c) for c in described] == [Path(c.path).read_bytes() for c in written]
+
+
+def test_an_in_memory_chunk_is_cut_again_in_memory(vbr_video: Path, tmp_path: Path) -> None:
+    """A chunk the API calls too large is re-cut from the source's samples: pieces that fit,
+    cover the chunk exactly, and are the bytes a file split would give."""
+    info = probe(str(vbr_video))
+    (chunk, *_) = split(info, Limits("bytes", 800_000, 600_000), str(tmp_path), in_memory=True)
+    smaller = Limits("bytes", 300_000, 600_000)
+    pieces = segment.resplit(chunk, smaller, str(tmp_path), source=info)
+    assert len(pieces) >= 2 and all(p.packets and p.size_bytes <= 300_000 for p in pieces)
+    assert pieces[0].start == chunk.start and pieces[-1].end == chunk.end
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+    assert sum(p.frames for p in pieces) == chunk.frames
+    first, last = chunk.packets or (0, 0)
+    assert (pieces[0].packets or (0, 0))[0] == first and (pieces[-1].packets or (0, 0))[1] == last
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_a_chunk_that_comes_out_over_the_limit_is_cut_again(
+        vbr_video: Path, tmp_path: Path, in_memory: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Planned with no allowance for MP4 overhead, chunks packed to the limit come out over it:
+    each is planned again under a tighter budget and re-cut, and every final chunk fits."""
+    limits = Limits("bytes", 300_000, 600_000)
+    info = probe(str(vbr_video))
+    bare = SegmentOptions(overhead=Overhead(fixed=0, per_packet=0))
+    with caplog.at_level(logging.INFO, logger="pipeline.segment"):
+        chunks = split(info, limits, str(tmp_path), bare, in_memory=in_memory)
+    assert "re-cutting it smaller" in caplog.text
+    assert all(c.size_bytes <= limits.max_bytes for c in chunks)
+    assert sum(c.frames for c in chunks) == ffprobe_count(vbr_video)
+    assert all(a.end == b.start for a, b in zip(chunks, chunks[1:], strict=False))

@@ -1,4 +1,4 @@
-"""Prediction backends: one interface, `predict(chunk, sample_ms) -> ChunkResult`.
+"""Prediction backends: one interface, `predict(chunk, media, sample_ms) -> ChunkResult`.
 
 `local` runs an embedded model in process; `clarifai` speaks Clarifai's gRPC API to
 api.clarifai.com or any Clarifai-compatible server. `factory.make_backend` picks one from the
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pipeline.types import Chunk, ChunkResult, ModelInfo
+from pipeline.types import Chunk, ChunkResult, Media, ModelInfo
 
 
 class Backend(Protocol):
@@ -17,6 +17,8 @@ class Backend(Protocol):
     name: str
     model: ModelInfo
 
-    def predict(self, chunk: Chunk, sample_ms: int) -> ChunkResult: ...
+    def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
+        """Score `chunk`, whose bytes (or URL) `media` carries."""
+        ...
 
     def close(self) -> None: ...

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
@@ -38,7 +37,7 @@ from pipeline.errors import (
     UnreachableError,
 )
 from pipeline.settings import Settings
-from pipeline.types import Chunk, ChunkResult, Concept, Frame, ModelInfo
+from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo
 
 _TIMEOUT = "DEADLINE_EXCEEDED"
 NO_KEY = ("no Clarifai key: set the CLARIFAI_PAT environment variable to a personal access "
@@ -135,8 +134,8 @@ class ClarifaiBackend:
         self._channel.close()
 
     # -- one chunk -----------------------------------------------------------------------------
-    def predict(self, chunk: Chunk, sample_ms: int) -> ChunkResult:
-        request = self._request(Path(chunk.path).read_bytes(), sample_ms)
+    def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
+        request = self._request(media, sample_ms)
         tries: list[str | int | None] = []  # the error code of each failed attempt
 
         def attempt() -> tuple[Frame, ...]:
@@ -156,15 +155,16 @@ class ClarifaiBackend:
             raise final from exc
         return ChunkResult(chunk.index, frames, len(tries) + 1)
 
-    def _request(self, data: bytes, sample_ms: int) -> service_pb2.PostModelOutputsRequest:
+    def _request(self, media: Media, sample_ms: int) -> service_pb2.PostModelOutputsRequest:
         config = resources_pb2.OutputInfo(
             output_config=resources_pb2.OutputConfig(sample_ms=sample_ms))
+        video = (resources_pb2.Video(url=media.url) if media.url
+                 else resources_pb2.Video(base64=media.read()))
         return service_pb2.PostModelOutputsRequest(
             user_app_id=self._user_app, model_id=self._model_id,
             model=resources_pb2.Model(model_version=resources_pb2.ModelVersion(
                 output_info=config)),
-            inputs=[resources_pb2.Input(data=resources_pb2.Data(
-                video=resources_pb2.Video(base64=data)))])
+            inputs=[resources_pb2.Input(data=resources_pb2.Data(video=video))])
 
     def _verdict(self, exc: BackendError, chunk: Chunk, tries: list[str | int | None],
                  ) -> BackendError:

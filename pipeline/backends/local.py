@@ -12,7 +12,7 @@ from pipeline.backends.models import embedded as embedded_model
 from pipeline.errors import InputError, ModelNotAvailableError
 from pipeline.media import decode
 from pipeline.sampling import Grid, global_grid
-from pipeline.types import Chunk, ChunkResult, Concept, Frame, ModelInfo, to_ms
+from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo, to_ms
 
 BATCH = 8
 
@@ -35,21 +35,22 @@ class LocalBackend:
         # decoders than every call spreading over every core (13.7x against 12.2x real time).
         self._classifier = embedded.shared(found, threads=decode_threads or None)
 
-    def predict(self, chunk: Chunk, sample_ms: int) -> ChunkResult:
+    def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
         grid = global_grid(chunk.start, chunk.end, sample_ms)
         times = [to_ms(chunk.start + t) for t in grid.times()]
-        scores = self._scores(chunk.path, grid, fast=self._fast)
+        scores = self._scores(media, grid, fast=self._fast)
         if len(scores) < grid.count and self._fast:
             # Some streams mark every frame non-reference; decode them all.
-            scores = self._scores(chunk.path, grid, fast=False)
+            scores = self._scores(media, grid, fast=False)
         if len(scores) < grid.count:
             raise InputError(chunk.path, f"decoded {len(scores)} of {grid.count} sampled frames")
         return ChunkResult(chunk.index, tuple(
             Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)),
             clock="source")
 
-    def _scores(self, path: str, grid: Grid, *, fast: bool) -> np.ndarray:
-        decoded = decode.decode(path, grid, threads=self._decode_threads, fast=fast)
+    def _scores(self, media: Media, grid: Grid, *, fast: bool) -> np.ndarray:
+        decoded = decode.decode(media.path or media.url, grid, threads=self._decode_threads,
+                                fast=fast, data=media.data)
         parts = list(self._batches(decoded))
         return np.concatenate(parts) if parts else np.zeros((0, len(self._model.concepts)))
 

@@ -10,22 +10,24 @@ from collections.abc import Callable
 
 
 class RateLimiter:
-    """At most `rate` request starts per second, over any window, across all threads.
+    """At most `rate` request starts in any 1-second window, across all threads.
 
     A sliding window of `capacity` starts: a burst of up to `capacity` goes at once (so a few
-    chunks in flight do not queue behind each other), and no window of `capacity / rate` seconds
-    ever holds more than `capacity` starts. Clarifai counts requests per second per user, so
-    spacing within the window does not matter; the count in any second does."""
+    chunks in flight do not queue behind each other), and no window of `window` seconds ever
+    holds more than `capacity` starts. Clarifai counts requests per second per user, so spacing
+    within the second does not matter; the count in any second does. The count is whole: a rate
+    of 2.5 allows 2 starts in any second (allowing 3 in some seconds and 2 in others would break
+    the promise in the seconds with 3); a rate below 1 allows one start every 1/rate seconds."""
 
     def __init__(self, rate: float, *, slack: float = 0.02,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be above 0, not {rate}")
+        if not rate > 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a finite number above 0, not {rate}")
         self.rate = rate
         self.capacity = max(1, math.floor(rate))
         # The server counts arrivals, not our starts; `slack` absorbs the network's jitter.
-        self.window = self.capacity / rate + slack
+        self.window = max(1.0, 1 / rate) + slack
         self._clock = clock
         self._sleep = sleep
         self._starts: collections.deque[float] = collections.deque()

@@ -9,6 +9,7 @@ outside this module reads or writes these files' dicts."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,16 +82,25 @@ class VideoStore:
         wanted = [*self.outputs.files(), *(["report.html"] if self.outputs.report else [])]
         return all((self.root / name).exists() for name in wanted)
 
-    def load_chunks(self) -> list[Chunk] | None:
-        """The chunk list a previous run saved under this key, if every chunk file is there."""
+    def load_chunks(self, source: str) -> list[Chunk] | None:
+        """The chunk list a previous run saved under this key, if every chunk file is there;
+        chunks built from the source's samples are of `source` (the same content, by the id,
+        wherever it lies now)."""
         chunks = self._saved_chunks()
-        return chunks if chunks and all(Path(c.path).exists() for c in chunks) else None
+        if chunks is None:
+            return None
+        chunks = [dataclasses.replace(c, path=source) if c.packets else c for c in chunks]
+        return chunks if all(Path(c.path).exists() for c in chunks) else None
 
     def _saved_chunks(self) -> list[Chunk] | None:
+        """The saved chunk list for this key, its files there or not."""
         saved = read_json(self.chunk_list)
         if not isinstance(saved, dict) or saved.get("run_key") != self.key.as_dict():
             return None
-        return [formats.chunk_from_dict(c) for c in saved["chunks"]]
+        try:
+            return [formats.chunk_from_dict(c) for c in saved["chunks"]]
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def save_chunks(self, source: str, chunks: Sequence[Chunk]) -> None:
         atomic_write_json(self.chunk_list, {

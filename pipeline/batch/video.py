@@ -25,6 +25,7 @@ from pipeline.errors import AuthError, Interrupted, LockedError
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
 from pipeline.probe import probe
+from pipeline.send.media import ChunkMedia
 from pipeline.settings import Settings
 from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
@@ -53,6 +54,7 @@ class VideoJob:
         self.info: VideoInfo | None = None
         self.chunks: list[Chunk] = []
         self.futures: dict[int, Future[ChunkResult]] = {}
+        self.media = ChunkMedia(None)
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
         self._download: str | None = None
@@ -83,6 +85,7 @@ class VideoJob:
         if held is not None:
             return held
         self.info = probe(local, keep_audio=self.ctx.settings.keep_audio)
+        self.media = ChunkMedia(self.info.table)
         self.chunks = self._chunks(self.info, store)
         return None
 
@@ -132,11 +135,12 @@ class VideoJob:
 
     def _chunks(self, info: VideoInfo, store: VideoStore) -> list[Chunk]:
         settings = self.ctx.settings
-        saved = None if settings.force else store.load_chunks()
+        saved = None if settings.force else store.load_chunks(info.path)
         if saved is not None:
             return saved
         chunks = segment.split(info, self.ctx.key.limits, str(store.chunk_media),
-                               segment.SegmentOptions(keep_audio=settings.keep_audio))
+                               segment.SegmentOptions(keep_audio=settings.keep_audio),
+                               in_memory=True)
         store.save_chunks(info.path, chunks)
         if settings.force:
             store.clear_results()
@@ -156,14 +160,15 @@ class VideoJob:
         assert self.store is not None
         ctx = self.ctx
         result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
-                               self._recut)
+                               self._recut, self.media.open)
         self.store.save_result(chunk, result)
         return result
 
     def _recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
         assert self.store is not None
         return segment.resplit(chunk, limits, str(self.store.chunk_media),
-                               segment.SegmentOptions(keep_audio=self.ctx.settings.keep_audio))
+                               segment.SegmentOptions(keep_audio=self.ctx.settings.keep_audio),
+                               source=self.info)
 
     # -- after the pool --------------------------------------------------------------------
     def finish(self) -> Outcome:

@@ -22,10 +22,12 @@ _FRAME_BYTES = SIZE * SIZE * 3
 FAST_DECODE = ["-skip_frame", "noref", "-skip_loop_filter", "all"]
 
 
-def decode_argv(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) -> list[str]:
+def decode_argv(path: str | None, grid: Grid, *, threads: int = 0,
+                fast: bool = False) -> list[str]:
     """The ffmpeg command that writes one raw RGB frame per instant of `grid` to stdout.
 
-    The fps filter with round=up gives slot n the last frame whose time is <= the instant; the
+    `path` None reads the video from stdin. The fps filter with round=up gives slot n the last
+    frame whose time is <= the instant; the
     resize and centre crop are open_nsfw's (256 -> 224). The last frame is held (tpad) for two
     steps past the end: the last instants can fall inside its display time, and a video shorter
     than half a step has its one instant after its only frame."""
@@ -36,19 +38,22 @@ def decode_argv(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) 
           f"fps=fps={rate.numerator}/{rate.denominator}:round=up,"
           f"scale=256:256:flags=bilinear,crop={SIZE}:{SIZE}")
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-threads", str(threads),
-            *(FAST_DECODE if fast else []), "-i", proc.media_input(path),
+            *(FAST_DECODE if fast else []),
+            "-i", proc.PIPE_INPUT if path is None else proc.media_input(path),
             "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(grid.count),
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
 
 
-def decode(path: str, grid: Grid, *, threads: int = 0, fast: bool = False) -> Iterator[np.ndarray]:
-    """Yield `grid.count` RGB uint8 frames of SIZE x SIZE: the frame shown at each instant.
+def decode(path: str | None, grid: Grid, *, threads: int = 0, fast: bool = False,
+           data: bytes | None = None) -> Iterator[np.ndarray]:
+    """Yield `grid.count` RGB uint8 frames of SIZE x SIZE: the frame shown at each instant, from
+    the file or URL `path`, or from `data` (a video in memory, fed to ffmpeg's stdin).
 
     A reader thread keeps ffmpeg decoding while the caller runs inference."""
     if grid.count == 0:
         return
-    argv = decode_argv(path, grid, threads=threads, fast=fast)
-    stream = proc.Streamed(argv)
+    argv = decode_argv(None if data is not None else path, grid, threads=threads, fast=fast)
+    stream = proc.Streamed(argv, stdin=data)
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
     reader = threading.Thread(target=_read_frames, args=(stream, frames), daemon=True)
     reader.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
-from pipeline.media.proc import FFMPEG, media_input
+from pipeline.media.proc import FFMPEG, PIPE_INPUT, media_input
 from pipeline.types import Limits, VideoInfo
 
 # Codecs an MP4 chunk takes by stream copy (others are transcoded to H.264).
@@ -61,10 +61,11 @@ def reencode_argv(src: str, dst: str, limits: Limits, *, keep_audio: bool = Fals
 
 
 def first_frames_argv(paths: Sequence[str]) -> list[str]:
-    """Decode the first video frame of each file; any decode error is fatal (-xerror)."""
+    """Decode the first video frame of each file (or of stdin, PIPE_INPUT); any decode error is
+    fatal (-xerror)."""
     argv = [FFMPEG, "-v", "error", "-xerror", "-nostdin"]
     for path in paths:
-        argv += ["-threads", "1", "-i", media_input(path)]
+        argv += ["-threads", "1", "-i", path if path == PIPE_INPUT else media_input(path)]
     for n in range(len(paths)):
         argv += ["-map", f"{n}:v:0", "-frames:v", "1", "-f", "null", "-"]
     return argv

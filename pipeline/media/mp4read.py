@@ -10,7 +10,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
 
+import numpy as np
+
 from pipeline.types import SampleTable
+
+Buffer = bytes | memoryview
 
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 
@@ -55,8 +59,11 @@ def _find_top(fh: BinaryIO, kind: bytes) -> bytes | None:
         fh.seek(size - header, 1)
 
 
-def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
-    out: list[tuple[bytes, bytes]] = []
+def _boxes(data: Buffer) -> list[tuple[bytes, memoryview]]:
+    """The boxes inside `data`, as (type, body); bodies are views, never copies (a ten-hour
+    moov is tens of MB, nested five deep)."""
+    data = memoryview(data)
+    out: list[tuple[bytes, memoryview]] = []
     pos = 0
     while pos + 8 <= len(data):
         size, box = struct.unpack_from(">I4s", data, pos)
@@ -73,20 +80,21 @@ def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _children(data: bytes, kind: bytes) -> list[bytes]:
+def _children(data: Buffer, kind: bytes) -> list[memoryview]:
     return [body for box, body in _boxes(data) if box == kind]
 
 
-def _descend(data: bytes, *path: bytes) -> bytes | None:
+def _descend(data: Buffer, *path: bytes) -> memoryview | None:
+    view = memoryview(data)
     for kind in path:
-        found = _children(data, kind)
+        found = _children(view, kind)
         if not found:
             return None
-        data = found[0]
-    return data
+        view = found[0]
+    return view
 
 
-def _video_summary(trak: bytes) -> TrackSummary | None:
+def _video_summary(trak: Buffer) -> TrackSummary | None:
     hdlr = _descend(trak, b"mdia", b"hdlr")
     if hdlr is None or hdlr[8:12] != b"vide":
         return None
@@ -123,7 +131,7 @@ def video_tables(path: str) -> dict[int, SampleTable]:
         for index, trak in enumerate(_children(moov, b"trak")):
             try:
                 table = _table(trak)
-            except (struct.error, ValueError, IndexError):
+            except (struct.error, ValueError, IndexError, TypeError):
                 table = None
             if table is not None:
                 tables[index] = table
@@ -132,83 +140,70 @@ def video_tables(path: str) -> dict[int, SampleTable]:
         return {}
 
 
-def _u32s(data: bytes, offset: int, count: int) -> list[int]:
-    return list(struct.unpack_from(f">{count}I", data, offset))
+def _u32(data: Buffer, offset: int) -> int:
+    return int(struct.unpack_from(">I", data, offset)[0])
 
 
-def _table(trak: bytes) -> SampleTable | None:
+def _column(data: Buffer, dtype: str, count: int, offset: int) -> np.ndarray:
+    """`count` big-endian numbers from `data` at `offset`, as int64 (a short box raises)."""
+    return np.frombuffer(data, dtype, count, offset).astype(np.int64)
+
+
+def _table(trak: Buffer) -> SampleTable | None:
     hdlr = _descend(trak, b"mdia", b"hdlr")
     mdhd = _descend(trak, b"mdia", b"mdhd")
     stbl = _descend(trak, b"mdia", b"minf", b"stbl")
     if hdlr is None or hdlr[8:12] != b"vide" or mdhd is None or stbl is None:
         return None
-    timescale = struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0]
+    timescale = _u32(mdhd, 20 if mdhd[0] == 1 else 12)
     boxes = dict(_boxes(stbl))
     stsd, stsz, stts = boxes.get(b"stsd"), boxes.get(b"stsz"), boxes.get(b"stts")
     stsc = boxes.get(b"stsc")
     stco = boxes.get(b"stco") or boxes.get(b"co64")
-    if not (stsd and stsz and stts and stsc and stco) or struct.unpack_from(">I", stsd, 4)[0] != 1:
+    if not (stsd and stsz and stts and stsc and stco) or _u32(stsd, 4) != 1:
         return None
     sizes = _sizes(stsz)
     n = len(sizes)
-    durations = _expand_runs(stts, n)
-    offsets = _expand_ctts(boxes.get(b"ctts"), n)
-    dts = [0] * n
-    for i in range(1, n):
-        dts[i] = dts[i - 1] + durations[i - 1]
-    pts = [d + o for d, o in zip(dts, offsets, strict=True)]
-    if not _plain_edit_list(trak, min(pts) if pts else 0):
+    durations = _expand_runs(stts, n, signed=False)
+    ctts = boxes.get(b"ctts")
+    shifts = _expand_runs(ctts, n, signed=ctts[0] == 1) if ctts else np.zeros(n, np.int64)
+    dts = np.cumsum(durations)
+    dts -= durations
+    pts = shifts
+    pts += dts
+    if not _plain_edit_list(trak, int(pts.min()) if n else 0):
         return None
-    keys = _keys(boxes.get(b"stss"), n)
     tkhd = _descend(trak, b"tkhd")
     if tkhd is None:
         return None
-    language = struct.unpack_from(">H", mdhd, 32 if mdhd[0] == 1 else 20)[0]
-    file_offsets = _sample_offsets(stsc, stco, boxes.get(b"co64") is not None, sizes)
-    return SampleTable(timescale, dts, pts, durations, sizes, keys, file_offsets, stsd, tkhd,
-                       language)
+    language = int(struct.unpack_from(">H", mdhd, 32 if mdhd[0] == 1 else 20)[0])
+    offsets = _sample_offsets(stsc, stco, boxes.get(b"co64") is not None, sizes)
+    return SampleTable(timescale, dts, pts, durations, sizes, _keys(boxes.get(b"stss"), n),
+                       offsets, bytes(stsd), bytes(tkhd), language)
 
 
-def _sizes(stsz: bytes) -> list[int]:
+def _sizes(stsz: Buffer) -> np.ndarray:
     fixed, count = struct.unpack_from(">II", stsz, 4)
-    return [fixed] * count if fixed else _u32s(stsz, 12, count)
+    return np.full(count, fixed, np.int64) if fixed else _column(stsz, ">u4", count, 12)
 
 
-def _expand_runs(box: bytes, n: int) -> list[int]:
-    entries = struct.unpack_from(">I", box, 4)[0]
-    pairs = _u32s(box, 8, 2 * entries)
-    out: list[int] = []
-    for count, value in zip(pairs[::2], pairs[1::2], strict=True):
-        out.extend([value] * count)
-    if len(out) != n:
-        raise ValueError("stts does not cover every sample")
-    return out
+def _expand_runs(box: Buffer, n: int, *, signed: bool) -> np.ndarray:
+    """stts / ctts: (count, value) runs, one value a sample."""
+    pairs = _column(box, ">i4" if signed else ">u4", 2 * _u32(box, 4), 8).reshape(-1, 2)
+    if int(pairs[:, 0].sum()) != n or (pairs[:, 0] < 0).any():
+        raise ValueError("a time table does not cover every sample")
+    return np.repeat(pairs[:, 1], pairs[:, 0])
 
 
-def _expand_ctts(ctts: bytes | None, n: int) -> list[int]:
-    if ctts is None:
-        return [0] * n
-    signed = ctts[0] == 1
-    entries = struct.unpack_from(">I", ctts, 4)[0]
-    pairs = struct.unpack_from(f">{2 * entries}{'i' if signed else 'I'}", ctts, 8)
-    out: list[int] = []
-    for count, value in zip(pairs[::2], pairs[1::2], strict=True):
-        out.extend([int(value)] * int(count))
-    if len(out) != n:
-        raise ValueError("ctts does not cover every sample")
-    return out
-
-
-def _keys(stss: bytes | None, n: int) -> list[bool]:
+def _keys(stss: Buffer | None, n: int) -> np.ndarray:
     if stss is None:
-        return [True] * n  # no sync table: every sample is a keyframe
-    keys = [False] * n
-    for number in _u32s(stss, 8, struct.unpack_from(">I", stss, 4)[0]):
-        keys[number - 1] = True
+        return np.ones(n, bool)  # no sync table: every sample is a keyframe
+    keys = np.zeros(n, bool)
+    keys[_column(stss, ">u4", _u32(stss, 4), 8) - 1] = True
     return keys
 
 
-def _plain_edit_list(trak: bytes, first_pts: int) -> bool:
+def _plain_edit_list(trak: Buffer, first_pts: int) -> bool:
     """No edit list, or one edit that starts at the first displayed frame (the B-frame delay),
     optionally after an empty edit (a start delay, which shifts the whole track alike)."""
     elst = _descend(trak, b"edts", b"elst")
@@ -224,23 +219,21 @@ def _plain_edit_list(trak: bytes, first_pts: int) -> bool:
     return len(times) == 1 and 0 <= times[0] <= first_pts
 
 
-def _sample_offsets(stsc: bytes, stco: bytes, wide: bool, sizes: list[int]) -> list[int]:
+def _sample_offsets(stsc: Buffer, stco: Buffer, wide: bool, sizes: np.ndarray) -> np.ndarray:
     """Each sample's file offset: chunks (stco) hold runs of consecutive samples (stsc)."""
-    count = struct.unpack_from(">I", stco, 4)[0]
-    chunk_offsets = struct.unpack_from(f">{count}{'Q' if wide else 'I'}", stco, 8)
-    runs = struct.unpack_from(">I", stsc, 4)[0]
-    table = _u32s(stsc, 8, 3 * runs)
-    firsts, per_chunk = table[::3], table[1::3]
-    out: list[int] = []
-    sample = 0
-    for i, first in enumerate(firsts):
-        last = firsts[i + 1] - 1 if i + 1 < len(firsts) else count
-        for chunk in range(first - 1, last):
-            at = chunk_offsets[chunk]
-            for size in sizes[sample:sample + per_chunk[i]]:
-                out.append(at)
-                at += size
-            sample += per_chunk[i]
-    if len(out) != len(sizes):
+    count = _u32(stco, 4)
+    chunk_offsets = _column(stco, ">u8" if wide else ">u4", count, 8)
+    runs = _column(stsc, ">u4", 3 * _u32(stsc, 4), 8).reshape(-1, 3)
+    chunks_in_run = np.append(runs[1:, 0], count + 1) - runs[:, 0]
+    per_chunk = np.repeat(runs[:, 1], chunks_in_run)  # raises on a negative count
+    if len(per_chunk) != count or int(per_chunk.sum()) != len(sizes):
         raise ValueError("stsc/stco do not cover every sample")
-    return out
+    before = np.cumsum(sizes)
+    before -= sizes  # bytes of all earlier samples
+    chunk_first = np.cumsum(per_chunk)
+    chunk_first -= per_chunk
+    # A sample lies at its chunk's offset plus the bytes of the chunk's samples before it.
+    offsets = np.repeat(chunk_offsets - before[np.minimum(chunk_first, len(sizes) - 1)],
+                        per_chunk)
+    offsets += before
+    return offsets

@@ -13,18 +13,23 @@ from pipeline.types import Chunk, Concept, Frame, Limits, ModelInfo, VideoInfo
 
 
 def chunk_dict(chunk: Chunk) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "index": chunk.index, "file": chunk.path, "start_ms": chunk.start_ms,
         "end_ms": chunk.end_ms, "size_bytes": chunk.size_bytes, "frames": chunk.frames,
         "reencoded": chunk.reencoded,
         # Exact start and end (seconds as a fraction) so a resumed run re-offsets identically.
         "start": str(chunk.start), "end": str(chunk.end),
     }
+    if chunk.packets is not None:
+        out["packets"] = list(chunk.packets)  # built from the source's samples [first, end)
+    return out
 
 
 def chunk_from_dict(raw: Mapping[str, Any]) -> Chunk:
+    packets = raw.get("packets")
     return Chunk(int(raw["index"]), str(raw["file"]), Fraction(raw["start"]), Fraction(raw["end"]),
-                 int(raw["size_bytes"]), int(raw["frames"]), bool(raw.get("reencoded", False)))
+                 int(raw["size_bytes"]), int(raw["frames"]), bool(raw.get("reencoded", False)),
+                 (int(packets[0]), int(packets[1])) if packets else None)
 
 
 def chunk_list(source: str, limits: Limits, chunks: Sequence[Chunk]) -> dict[str, Any]:
