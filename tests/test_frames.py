@@ -8,9 +8,10 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import media
 import numpy as np
 import pytest
-from media import ffmpeg, testsrc
+from media import ffmpeg
 
 from pipeline import sampling
 from pipeline.backends import embedded
@@ -85,7 +86,7 @@ def moving_video(media_dir: Path) -> Path:
     the fast decoder skips none): open_nsfw scores each frame differently."""
     path = media_dir / "moving.mp4"
     if not path.exists():
-        testsrc(path, seconds=20, size="320x240", rate=FPS, extra_vf="noise=alls=40:allf=t",
+        media.testsrc(path, seconds=20, size="320x240", rate=FPS, extra_vf="noise=alls=40:allf=t",
                 codec=["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "25",
                        "-b:v", "1500k", "-pix_fmt", "yuv420p"])
     return path
