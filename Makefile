@@ -17,7 +17,7 @@ ffmpeg:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,sdk]'
 	touch $@
 
 # A 2-minute 720p sample made with lavfi sources (over the 10 MB byte limit); never committed.
