@@ -4,15 +4,27 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 SAMPLE := sample_videos/demo-720p.mp4
 
-.PHONY: install ffmpeg demo test lint typecheck bench clean
+NODE   := tests/node
+.PHONY: install ffmpeg node demo test lint typecheck bench clean
 
-install: ffmpeg $(VENV)/.installed
+install: ffmpeg node $(VENV)/.installed $(NODE)/node_modules/.installed
 
 # Debian's ffmpeg (ffmpeg + ffprobe), installed only when ffprobe is missing.
 ffmpeg:
 	@command -v ffprobe >/dev/null 2>&1 || { \
 	  echo "ffprobe not found: installing Debian's ffmpeg"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ffmpeg; }
+
+# Node.js and npm (Debian's) when missing: the tests run Clarifai's Node.js client.
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm not found: installing Debian's nodejs and npm"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
+
+# Clarifai's Node.js client, pinned by the lock file (its install scripts are not needed).
+$(NODE)/node_modules/.installed: $(NODE)/package.json $(NODE)/package-lock.json
+	cd $(NODE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,4 +63,4 @@ bench: install
 	$(PY) bench/bench_batch.py
 
 clean:
-	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out
+	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out $(NODE)/node_modules
