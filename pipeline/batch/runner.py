@@ -30,6 +30,7 @@ from pipeline.batch.summary import Outcome, Status, failed, write_summary
 from pipeline.batch.video import Context, VideoJob
 from pipeline.errors import AuthError, Interrupted, UnreachableError
 from pipeline.output.files import prepare_out
+from pipeline.send.strategy import Strategy
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Runner:
         self.summary = summary  # False on Dask workers: the client writes summary.json
         self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey(
             self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
-            settings.keep_audio))
+            settings.keep_audio, Strategy.of(settings).key()))
         self.outcomes: list[Outcome] = []
         self._halt: BaseException | None = None  # an AuthError or UnreachableError seen
         self.summary_error: str | None = None

@@ -13,7 +13,6 @@ import time
 from concurrent.futures import CancelledError, Executor, Future
 from pathlib import Path
 
-from pipeline import segment
 from pipeline.backends import Backend
 from pipeline.batch import download, identity
 from pipeline.batch.inputs import Source
@@ -25,9 +24,9 @@ from pipeline.errors import AuthError, Interrupted, LockedError
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
 from pipeline.probe import probe
-from pipeline.send.media import ChunkMedia
+from pipeline.send.strategy import Sending, Strategy, prepare
 from pipeline.settings import Settings
-from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
+from pipeline.types import Chunk, ChunkResult, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class VideoJob:
         self.info: VideoInfo | None = None
         self.chunks: list[Chunk] = []
         self.futures: dict[int, Future[ChunkResult]] = {}
-        self.media = ChunkMedia(None)
+        self.sending: Sending | None = None  # the strategy's chunks and their media
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
         self._download: str | None = None
@@ -85,7 +84,6 @@ class VideoJob:
         if held is not None:
             return held
         self.info = probe(local, keep_audio=self.ctx.settings.keep_audio)
-        self.media = ChunkMedia(self.info.table)
         self.chunks = self._chunks(self.info, store)
         return None
 
@@ -134,14 +132,16 @@ class VideoJob:
         return not self.ctx.settings.force and store.done()
 
     def _chunks(self, info: VideoInfo, store: VideoStore) -> list[Chunk]:
+        """The strategy's chunks: as a previous run saved them, or made now (an interrupted
+        run's proxy or images are taken as they are: they are made the same, byte for byte)."""
         settings = self.ctx.settings
-        saved = None if settings.force else store.load_chunks(info.path)
+        self.sending = sending = prepare(Strategy.of(settings), info, self.ctx.key.limits,
+                                         store.chunk_media, keep_audio=settings.keep_audio)
+        saved = None if settings.force else store.load_chunks(sending.source)
         if saved is not None:
             return saved
-        chunks = segment.split(info, self.ctx.key.limits, str(store.chunk_media),
-                               segment.SegmentOptions(keep_audio=settings.keep_audio),
-                               in_memory=True)
-        store.save_chunks(info.path, chunks)
+        chunks = sending.chunks()
+        store.save_chunks(sending.source, chunks)
         if settings.force:
             store.clear_results()
         return chunks
@@ -157,18 +157,12 @@ class VideoJob:
     def _predict(self, chunk: Chunk) -> ChunkResult:
         if self.ctx.stop.is_set():
             raise Interrupted(f"stopped before chunk {chunk.index} was sent")
-        assert self.store is not None
+        assert self.store is not None and self.sending is not None
         ctx = self.ctx
         result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
-                               self._recut, self.media.open)
+                               self.sending.recut, self.sending.open)
         self.store.save_result(chunk, result)
         return result
-
-    def _recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
-        assert self.store is not None
-        return segment.resplit(chunk, limits, str(self.store.chunk_media),
-                               segment.SegmentOptions(keep_audio=self.ctx.settings.keep_audio),
-                               source=self.info)
 
     # -- after the pool --------------------------------------------------------------------
     def finish(self) -> Outcome:
