@@ -23,6 +23,7 @@ from clarifai_grpc.grpc.api.status import status_code_pb2
 from pipeline.batch.runner import Runner
 from pipeline.probe import probe
 from pipeline.send.strategy import Strategy, prepare
+from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import ServeConfig, Server
 from pipeline.settings import Settings
 from pipeline.types import Limits
@@ -277,3 +278,22 @@ def test_plan_prints_each_strategys_cost(motion: Path) -> None:
     assert "* compact" in text and "frames billed" in text
     refused = run_cli("plan", str(motion), "--strategy", "thumbnails")
     assert refused.returncode == 2 and "--strategy must be one of" in refused.stderr
+
+
+def test_a_compact_chunk_the_api_refuses_as_too_large_is_cut_smaller(
+        motion: Path, runs: Any, tmp_path: Path) -> None:
+    """INPUT_VIDEO_OVER_LIMIT for a compact chunk: it is cut again into shorter chunks of whole
+    intervals, which land on the same instants with the same values."""
+    _, timeline, chunks, _ = runs["compact"]
+    largest = max(c["size_bytes"] for c in chunks["chunks"])
+    strict = Server(ServeConfig(port=0, api_key=KEY, request_log=str(tmp_path / "log.jsonl"),
+                                limits=InputLimits(max_bytes=largest * 7 // 10)))
+    strict.start()
+    try:
+        outcome, again, _, sent = _run(motion, tmp_path / "out", strict, **COMPACT)
+    finally:
+        strict.stop(grace=0)
+    refused = [r for r in sent if r["status"] == status_code_pb2.INPUT_VIDEO_OVER_LIMIT]
+    assert outcome.status == "done" and refused
+    assert len(sent) == 4 + 2 * len(refused)
+    assert _values(again) == _values(timeline)

@@ -11,6 +11,7 @@ again smaller. Ten minutes of 720p at one sample a second is one request of ~3-6
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -49,6 +50,7 @@ class CompactSending:
                              f"({strategy.sample_ms} ms): a compact chunk holds one at least")
         self.keyint = max(1, self.per_chunk // 10)
         self._folder = folder
+        self._name = info.path
         self._tables: dict[str, SampleTable] = {}
         self._lock = threading.Lock()
         self.source = str(self._encode(info))
@@ -89,8 +91,7 @@ class CompactSending:
     # -- chunks ------------------------------------------------------------------------------
     def chunks(self) -> list[Chunk]:
         pieces = self._cut(self.source, 0, self.grid.count, 0, self.limits, depth=0)
-        return [Chunk(i, c.path, c.start, c.end, c.size_bytes, c.frames, c.reencoded,
-                      c.packets) for i, c in enumerate(pieces)]
+        return [dataclasses.replace(c, index=i) for i, c in enumerate(pieces)]
 
     def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
         assert chunk.packets is not None
@@ -99,7 +100,7 @@ class CompactSending:
         pieces = self._cut(chunk.path, first, end, offset, limits, depth=int(chunk.reencoded))
         if len(pieces) < 2:
             raise SegmentError(f"chunk {chunk.index} cannot be cut smaller")
-        return pieces
+        return [dataclasses.replace(c, index=i) for i, c in enumerate(pieces)]
 
     def _cut(self, path: str, first: int, end: int, offset: int, limits: Limits, *,
              depth: int) -> list[Chunk]:
@@ -145,8 +146,9 @@ class CompactSending:
                     mp4write.layout(self._table(path), a, b).size, crf)
         if not target.exists():
             part = target.with_suffix(".part")
-            proc.run(sampler.shrink_argv(path, str(part), a, b, crf=crf, keyint=keyint))
-            os.replace(part, target)
+            with encode_failures(self._name, "a smaller compact chunk"):
+                proc.run(sampler.shrink_argv(path, str(part), a, b, crf=crf, keyint=keyint))
+                os.replace(part, target)
         if len(self._table(str(target)).sizes) != b - a:
             raise SegmentError(f"{target}: re-encoding lost frames")
         return self._cut(str(target), 0, b - a, a + offset, limits, depth=depth)
