@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from pipeline.errors import ConfigError
+from pipeline.send.s3 import S3Name
 from pipeline.types import Limits, Mode
 
 BACKENDS = ("local", "clarifai")
@@ -30,6 +31,11 @@ class Settings:
     progress: bool = True
     dask: str | None = None
     lock_wait: float = 0.0  # seconds to wait for a video another run is working on; 0: skip it
+    # URL mode: where chunks are staged (s3://bucket/prefix), the storage endpoint (None:
+    # boto3's own settings, AWS_ENDPOINT_URL included), and whether staged chunks are kept.
+    stage: str | None = None
+    s3_endpoint_url: str | None = None
+    keep_staged: bool = False
     # Credentials and account (CLARIFAI_PAT, CLARIFAI_USER_ID, CLARIFAI_APP_ID); never shown.
     api_key: str | None = field(default=None, repr=False, compare=False)
     user_id: str = "clarifai"
@@ -49,10 +55,22 @@ class Settings:
         _at_least("--rate-limit", self.rate_limit, 0, above=True)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
+        if self.stage is not None:
+            S3Name.parse(self.stage)
+        if self.s3_endpoint_url is not None and not self.s3_endpoint_url.lower().startswith(
+                ("http://", "https://")):
+            raise ConfigError("--s3-endpoint-url takes an http(s) URL, not "
+                              f"{self.s3_endpoint_url!r}")
 
     @property
     def limits(self) -> Limits:
         return Limits.for_mode(self.mode, self.max_bytes, self.max_seconds)
+
+    @property
+    def sends_urls(self) -> bool:
+        """Requests carry URLs the API fetches (URL mode, to an API; the local backend reads
+        chunks where they are, so for it URL mode only sets the limits)."""
+        return self.mode == "url" and self.backend == "clarifai"
 
     @property
     def workers(self) -> int:

@@ -7,6 +7,7 @@ the video's Outcome (an auth failure too; the runner stops the run on it)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import tempfile
 import time
@@ -16,20 +17,33 @@ from pathlib import Path
 from pipeline import segment
 from pipeline.backends import Backend
 from pipeline.batch import download, identity
+from pipeline.batch import remote as remote_source
 from pipeline.batch.inputs import Source
 from pipeline.batch.locks import VideoLock
+from pipeline.batch.remote import Remote
 from pipeline.batch.stopping import StopCheck
 from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.summary import Outcome, Status, failed
-from pipeline.errors import AuthError, Interrupted, LockedError
+from pipeline.errors import AuthError, InputError, Interrupted, LockedError
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
 from pipeline.probe import probe
 from pipeline.send.media import ChunkMedia
+from pipeline.send.s3 import S3Name
+from pipeline.send.senders import (
+    BytesSender,
+    Lifetime,
+    ReferenceSender,
+    Sender,
+    StagingSender,
+)
+from pipeline.send.stage import Stager
 from pipeline.settings import Settings
 from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
 log = logging.getLogger(__name__)
+
+HOUR = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +55,15 @@ class Context:
     backend: Backend
     stop: StopCheck
     key: RunKey
+    stager: Stager | None = None  # URL mode with --stage
+    lifetime: Lifetime = lambda chunk, made: HOUR  # how long a URL sent must stay valid
+
+    def staging_folder(self, video_id: str) -> S3Name:
+        """Where this video's chunks are staged for this output folder: a rerun finds (and
+        clears) what an earlier run left there; no other run or video shares it."""
+        assert self.stager is not None
+        tag = hashlib.sha256(str(self.out.resolve()).encode()).hexdigest()[:10]
+        return self.stager.place.child(video_id, tag)
 
 
 class VideoJob:
@@ -54,7 +77,7 @@ class VideoJob:
         self.info: VideoInfo | None = None
         self.chunks: list[Chunk] = []
         self.futures: dict[int, Future[ChunkResult]] = {}
-        self.media = ChunkMedia(None)
+        self.sender: Sender = BytesSender(ChunkMedia(None))
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
         self._download: str | None = None
@@ -76,34 +99,76 @@ class VideoJob:
     def _prepare(self) -> Outcome | None:
         if self.source.error:
             return failed(self.shown, self.source.error)
-        local = self._fetch()
-        video_id = self._identify(local)
+        remote = self._resolve()
+        video_id = self._identify(remote)
         self.store = store = VideoStore(self.ctx.out, video_id, self.ctx.key)
         self.outcome = self.outcome.but(id=video_id)
         held = self._lock_unless_done(store)
         if held is not None:
             return held
-        self.info = probe(local, keep_audio=self.ctx.settings.keep_audio)
-        self.media = ChunkMedia(self.info.table)
+        self.info = self._probe(remote, video_id)
+        self.sender.sweep()  # what a run that crashed left staged for this video
         self.chunks = self._chunks(self.info, store)
         return None
 
-    def _fetch(self) -> str:
-        """The local file to work on: the source, or a URL streamed to a temporary folder."""
+    def _resolve(self) -> Remote | None:
+        """A URL source's size and version (no download); None for a local file."""
         if not self.source.is_url:
-            return self.source.path
+            return None
+        settings = self.ctx.settings
+        return remote_source.resolve(self.source.path, endpoint_url=settings.s3_endpoint_url,
+                                     timeout=settings.download_timeout)
+
+    def _identify(self, remote: Remote | None) -> str:
+        if remote is not None:
+            where = None if remote.name else remote.shown
+            return identity.remote_id(remote.file_name, remote.size, remote.version,
+                                      where=where)
+        if not Path(self.source.path).is_file():
+            probe(self.source.path, scan=False)  # raises the InputError that says what is wrong
+        return identity.video_id(self.source.path)
+
+    def _probe(self, remote: Remote | None, video_id: str) -> VideoInfo:
+        """The source probed, and how its chunks travel: a URL source that fits as it is goes
+        by reference; anything else is cut here (a URL source downloaded once) and sent as
+        bytes, or staged (URL mode)."""
+        settings = self.ctx.settings
+        if remote is not None and settings.sends_urls:
+            info = self._by_reference(remote)
+            if info is not None:
+                self.sender = ReferenceSender(remote.reference, self.ctx.lifetime, remote.shown)
+                return info
+            if self.ctx.stager is None:
+                raise InputError(self.shown, "does not fit the URL limits as it is (an MP4 or "
+                                 "MOV within them), and --mode url has no --stage to put its "
+                                 "chunks in")
+        local = self._fetch(remote) if remote is not None else self.source.path
+        info = probe(local, keep_audio=settings.keep_audio)
+        media = ChunkMedia(info.table)
+        self.sender = (StagingSender(media, self.ctx.stager, self.ctx.staging_folder(video_id),
+                                     self.ctx.lifetime, keep=settings.keep_staged)
+                       if settings.sends_urls and self.ctx.stager is not None
+                       else BytesSender(media))
+        return info
+
+    def _by_reference(self, remote: Remote) -> VideoInfo | None:
+        """The source's VideoInfo if it can be sent as it is (read from its MP4 index by ranged
+        reads); None if it must be cut."""
+        limits = self.ctx.key.limits
+        if remote.size > limits.max_bytes:
+            return None
+        info = remote.probe()
+        log.debug("%s: probed by ranged reads (%d bytes)", self.shown, remote.read_bytes)
+        if info is None or not segment.fits_whole(info, limits) or not segment.copyable(info):
+            return None
+        return info
+
+    def _fetch(self, remote: Remote) -> str:
+        """The whole URL source, streamed once to a temporary folder."""
         self._download = tempfile.mkdtemp(prefix="video-pipeline-dl-")
         settings = self.ctx.settings
-        return download.download(self.source.path, self._download,
-                                 max_bytes=settings.download_max_bytes,
-                                 timeout=settings.download_timeout)
-
-    def _identify(self, local: str) -> str:
-        if self.source.is_url:
-            return identity.video_id(local, name=self.shown.rsplit("/", 1)[-1])
-        if not Path(local).is_file():
-            probe(local, scan=False)  # raises the InputError that says what is wrong with it
-        return identity.video_id(local)
+        return remote.fetch_to(self._download, max_bytes=settings.download_max_bytes,
+                               timeout=settings.download_timeout)
 
     def _lock_unless_done(self, store: VideoStore) -> Outcome | None:
         """Take the video's lock; a skipped outcome instead if it is done or another run has it.
@@ -152,13 +217,18 @@ class VideoJob:
             raise Interrupted(f"stopped before chunk {chunk.index} was sent")
         assert self.store is not None
         ctx = self.ctx
-        result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
-                               self._recut, self.media.open)
-        self.store.save_result(chunk, result)
+        # What the session staged is deleted when it closes: once the result is saved.
+        with self.sender.session() as opener:
+            result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
+                                   self._recut, opener)
+            self.store.save_result(chunk, result)
         return result
 
     def _recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
         assert self.store is not None
+        if isinstance(self.sender, ReferenceSender):
+            raise InputError(self.shown, "the API refused it as too large, though it is within "
+                             "--max-bytes and --max-seconds; lower them to have it cut")
         return segment.resplit(chunk, limits, str(self.store.chunk_media),
                                segment.SegmentOptions(keep_audio=self.ctx.settings.keep_audio),
                                source=self.info)
@@ -227,6 +297,8 @@ class VideoJob:
         return failed(self.shown, exc, **fields)
 
     def _end(self, outcome: Outcome) -> Outcome:
+        if self._lock is not None:
+            self.sender.sweep()  # anything a failed chunk or a failed delete left staged
         self.release()
         return outcome.but(seconds=time.monotonic() - self.started)
 
