@@ -31,4 +31,11 @@ def url(text: str) -> str:
 
 def text(message: str) -> str:
     """`message` with every URL in it shown as `url` shows it, and any stray signature hidden."""
-    return _SIGNED.sub(r"\1<redacted>", _URL.sub(lambda m: url(m.group()), message))
+    return _SIGNED.sub(r"\1<redacted>", _URL.sub(_shown, message))
+
+
+def _shown(found: re.Match[str]) -> str:
+    """A URL found in prose, redacted; punctuation that ends the sentence stays."""
+    whole = found.group()
+    core = whole.rstrip(".,;:!?)]")
+    return url(core) + whole[len(core):]

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", parents=[common], help="the main job: probe, split, predict, merge")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files, folders, manifests (.txt, .csv, .jsonl), http(s) URLs")
+                   help="video files, folders, manifests (.txt, .csv, .jsonl), http(s) URLs, "
+                        "s3://BUCKET/KEY objects")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="results folder: DIR/summary.json and DIR/VIDEO_ID/timeline.json; "
                         "never read as an input")

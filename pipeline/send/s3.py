@@ -69,13 +69,14 @@ def client(endpoint_url: str | None) -> Any:
         return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
 
-def failure(exc: BaseException, doing: str, name: S3Name) -> str:
-    """One sentence for a failed storage call: what was done, to which object, and why (never
-    a credential: botocore's messages carry the code and the endpoint, not the keys)."""
+def failure(exc: BaseException, doing: str, name: S3Name, *, bucket: bool = False) -> str:
+    """One sentence for a failed storage call: what was done, to which object (`bucket`: a
+    call on the bucket itself), and why (never a credential: botocore's messages carry the
+    code and the endpoint, not the keys)."""
     code = _code(exc)
     if code in ("404", "NoSuchBucket"):
-        why = f"bucket {name.bucket!r} does not exist" if code == "NoSuchBucket" or \
-            not name.key else "no such object"
+        why = f"bucket {name.bucket!r} does not exist" if code == "NoSuchBucket" or bucket \
+            else "no such object"
     elif code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         why = f"access denied ({code}); check the AWS credentials and the bucket's policy"
     elif type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):

@@ -71,17 +71,18 @@ class StagingSender:
 
     @contextlib.contextmanager
     def _open(self, chunk: Chunk, *, staged: list[S3Name]) -> Iterator[Media]:
-        with self._media.open(chunk) as local:
-            name = self.folder.child(f"chunk-{chunk.start_ms:09d}-{chunk.end_ms:09d}.mp4")
-            made = itertools.count()
+        name = self.folder.child(f"chunk-{chunk.start_ms:09d}-{chunk.end_ms:09d}.mp4")
+        made = itertools.count()
 
-            def stage() -> str:
-                if name not in staged:
-                    staged.append(name)  # before the upload: a half-done one is removed too
+        def stage() -> str:
+            if name not in staged:
+                staged.append(name)  # before the upload: a half-done one is removed too
+            # A built chunk's bytes are held for the upload only, not while the API works.
+            with self._media.open(chunk) as local:
                 self._stager.put(name, local)
-                return self._stager.presign(name, self._lifetime(chunk, next(made)))
+            return self._stager.presign(name, self._lifetime(chunk, next(made)))
 
-            yield Media(url=stage(), label=str(name), refresh=stage)
+        yield Media(url=stage(), label=str(name), refresh=stage)
 
     def sweep(self) -> None:
         if self._keep:

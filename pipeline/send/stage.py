@@ -46,7 +46,8 @@ class Stager:
         try:
             self.client.head_bucket(Bucket=self.place.bucket)
         except Exception as exc:
-            raise ConfigError(s3.failure(exc, "--stage: cannot use", self.place)) from None
+            raise ConfigError(s3.failure(exc, "--stage: cannot use", self.place,
+                                         bucket=True)) from None
 
     def put(self, name: S3Name, media: Media) -> None:
         """Upload a chunk's bytes (from memory) or file."""
