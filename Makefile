@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_concurrency.py
 	$(PY) bench/bench_batch.py
+	$(PY) bench/bench_url.py
 
 clean:
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,28 @@ def test_url_mode_with_nowhere_to_stage_is_exit_2(tmp_path: Path, clip: Path, mo
     assert "no-such-bucket-here" in missing.stderr and "does not exist" in missing.stderr
     assert "Traceback" not in no_stage.stderr + missing.stderr
     assert requests(api) == [] and not (tmp_path / "a").exists()
+
+
+def test_a_bucket_that_refuses_us_is_exit_2(tmp_path: Path, clip: Path, api: Server,
+                                            aws_env: dict[str, str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Storage that answers 403 to our keys: the run stops at the start, exit 2, naming the
+    bucket and saying access was denied, with no credential in the message."""
+    refusing = start(MOTO_SERVER, tmp_path / "moto.log")
+    try:
+        bucket = refusing.bucket()
+        request = urllib.request.Request(f"{refusing.endpoint}/moto-api/reset-auth", data=b"0",
+                                         headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request).close()  # moto's IAM now knows none of our keys
+        code = main(url_args(tmp_path / "out", str(clip), server=api,
+                             stage=f"s3://{bucket}/stage",
+                             extra=("--s3-endpoint-url", refusing.endpoint)),
+                    {"CLARIFAI_PAT": KEY})
+    finally:
+        stop(refusing)
+    err = capsys.readouterr().err
+    assert code == 2 and bucket in err and "access denied" in err, err
+    assert not any(secret in err for secret in SECRETS) and requests(api) == []
 
 
 def test_an_expired_url_is_staged_again_and_retried(

@@ -1,2 +1,3 @@
-"""Send: what each request carries for a chunk. Today the chunk's own bytes: its file, or a
-stream-copied MP4 chunk built from the source as it is sent (`media.ChunkMedia`)."""
+"""Send: what each request carries for a chunk: its bytes (its file, or a stream-copied MP4 chunk
+built from the source as it is sent: `media.ChunkMedia`), a presigned URL of it staged in
+S3-compatible storage (`stage`, `s3`), or the source's own URL (`senders`)."""
