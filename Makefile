@@ -4,15 +4,22 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 SAMPLE := sample_videos/demo-720p.mp4
 
-.PHONY: install ffmpeg demo test lint typecheck bench clean
+.PHONY: install ffmpeg chromium demo test lint typecheck bench clean
 
-install: ffmpeg $(VENV)/.installed
+install: ffmpeg chromium $(VENV)/.installed
 
 # Debian's ffmpeg (ffmpeg + ffprobe), installed only when ffprobe is missing.
 ffmpeg:
 	@command -v ffprobe >/dev/null 2>&1 || { \
 	  echo "ffprobe not found: installing Debian's ffmpeg"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ffmpeg; }
+
+# Debian's chromium, installed only when missing: the report tests render pages in it
+# (headless); the program itself never needs a browser.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "chromium not found: installing Debian's chromium"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +41,8 @@ demo: install $(SAMPLE)
 	@echo
 	@echo "Timeline: $$(ls demo-out/*/timeline.json)"
 	@echo "Frames:   $$(ls demo-out/*/frames.csv)"
+	@echo "Segments: $$(ls demo-out/*/segments.json)"
+	$(BIN)/video-pipeline report demo-out
 
 lint: install
 	$(BIN)/ruff check pipeline tests bench
@@ -50,6 +59,7 @@ bench: install
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_concurrency.py
 	$(PY) bench/bench_batch.py
+	$(PY) bench/bench_report.py
 	$(PY) bench/bench_url.py
 
 clean:

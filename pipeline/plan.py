@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -21,32 +21,47 @@ class Overhead:
 
 @dataclass(frozen=True)
 class _Group:
-    """One keyframe interval: decode-order packets [first, end), displayed from `start`."""
+    """One keyframe interval: decode-order packets [first, end), displayed from `start` to
+    `stop` (stream ticks; `stop` is the next interval's start, or the end of the stream)."""
 
     first: int
     end: int
-    start: Fraction
-    stop: Fraction  # start of the next interval, or the end of the stream
+    start: int
+    stop: int
     payload: int  # packet bytes plus per-packet overhead
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """What one chunk may hold: payload bytes (the fixed overhead set aside) and display ticks
+    (durations compared in whole ticks: t x time_base > max <=> t > floor(max / time_base))."""
+
+    payload: int
+    ticks: int
+
+    def exceeded(self, payload: int, ticks: int) -> bool:
+        return payload > self.payload or ticks > self.ticks
 
 
 def plan_chunks(scan: PacketScan, limits: Limits, overhead: Overhead = Overhead()) -> Plan:
     """Pack whole keyframe intervals greedily by real bytes so each chunk fits both limits."""
+    budget = _Budget(limits.max_bytes - overhead.fixed,
+                     math.floor(limits.max_duration / scan.time_base))
     chunks: list[PlannedChunk] = []
     run: list[_Group] = []
     held = 0  # payload of the run
     for group in _groups(scan, overhead):
-        if _too_big(group.payload, group.stop - group.start, limits, overhead):
-            _flush(chunks, run, overhead)
-            _add_reencode(chunks, group, overhead)
+        if budget.exceeded(group.payload, group.stop - group.start):
+            _flush(chunks, run, scan, overhead)
+            _add_reencode(chunks, group, scan, overhead)
             held = 0
             continue
-        if run and _too_big(held + group.payload, group.stop - run[0].start, limits, overhead):
-            _flush(chunks, run, overhead)
+        if run and budget.exceeded(held + group.payload, group.stop - run[0].start):
+            _flush(chunks, run, scan, overhead)
             held = 0
         run.append(group)
         held += group.payload
-    _flush(chunks, run, overhead)
+    _flush(chunks, run, scan, overhead)
     total = scan.video.total_bytes + scan.audio.total_bytes
     return Plan(limits=limits, whole=False, chunks=tuple(chunks), origin=scan.origin,
                 total_bytes=total)
@@ -57,10 +72,6 @@ def whole_plan(scan: PacketScan, limits: Limits, size_bytes: int) -> Plan:
     chunk = PlannedChunk(0, 0, len(scan.video), scan.origin, scan.end, size_bytes)
     return Plan(limits=limits, whole=True, chunks=(chunk,), origin=scan.origin,
                 total_bytes=size_bytes, reason="fits both limits; sent whole, untouched")
-
-
-def _too_big(payload: int, duration: Fraction, limits: Limits, overhead: Overhead) -> bool:
-    return payload + overhead.fixed > limits.max_bytes or duration > limits.max_duration
 
 
 def _groups(scan: PacketScan, overhead: Overhead) -> list[_Group]:
@@ -75,11 +86,8 @@ def _groups(scan: PacketScan, overhead: Overhead) -> list[_Group]:
     stops = np.append(firsts[1:], scan.end_ticks)
     payloads = (np.add.reduceat(video.size, firsts_idx) + overhead.per_packet
                 * (ends_idx - firsts_idx) + _audio_bytes_per_group(scan, firsts, overhead))
-    seconds = scan.seconds
-    return [_Group(int(a), int(b), seconds(int(first)), seconds(int(stop)), int(payload))
-            for a, b, first, stop, payload in zip(firsts_idx.tolist(), ends_idx.tolist(),
-                                                  firsts.tolist(), stops.tolist(),
-                                                  payloads.tolist(), strict=True)]
+    return list(map(_Group, firsts_idx.tolist(), ends_idx.tolist(), firsts.tolist(),
+                    stops.tolist(), payloads.tolist()))
 
 
 def _audio_bytes_per_group(scan: PacketScan, firsts: np.ndarray,
@@ -97,21 +105,24 @@ def _audio_bytes_per_group(scan: PacketScan, firsts: np.ndarray,
     return totals
 
 
-def _flush(chunks: list[PlannedChunk], run: list[_Group], overhead: Overhead) -> None:
+def _flush(chunks: list[PlannedChunk], run: list[_Group], scan: PacketScan,
+           overhead: Overhead) -> None:
     if not run:
         return
     payload = sum(g.payload for g in run)
-    chunks.append(PlannedChunk(len(chunks), run[0].first, run[-1].end, run[0].start,
-                               run[-1].stop, payload + overhead.fixed))
+    chunks.append(PlannedChunk(len(chunks), run[0].first, run[-1].end, scan.seconds(run[0].start),
+                               scan.seconds(run[-1].stop), payload + overhead.fixed))
     run.clear()
 
 
-def _add_reencode(chunks: list[PlannedChunk], group: _Group, overhead: Overhead) -> None:
+def _add_reencode(chunks: list[PlannedChunk], group: _Group, scan: PacketScan,
+                  overhead: Overhead) -> None:
     """An interval too big on its own is re-encoded; adjacent ones share one re-encode."""
     if chunks and chunks[-1].reencode and chunks[-1].end_packet == group.first:
         last = chunks.pop()
         chunks.append(PlannedChunk(last.index, last.first_packet, group.end, last.start,
-                                   group.stop, last.expected_bytes + group.payload, True))
+                                   scan.seconds(group.stop), last.expected_bytes + group.payload,
+                                   True))
         return
-    chunks.append(PlannedChunk(len(chunks), group.first, group.end, group.start, group.stop,
-                               group.payload + overhead.fixed, True))
+    chunks.append(PlannedChunk(len(chunks), group.first, group.end, scan.seconds(group.start),
+                               scan.seconds(group.stop), group.payload + overhead.fixed, True))

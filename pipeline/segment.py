@@ -54,6 +54,7 @@ class Stretch:
     depth: int = 0  # re-cuts and re-encodes that led here
     reencoded: bool = False
     base: int = 0
+    plan: Plan | None = None  # already made (the source's, by `split`)
 
 
 def fits_whole(info: VideoInfo, limits: Limits) -> bool:
@@ -91,7 +92,7 @@ def split(info: VideoInfo, limits: Limits, out_dir: str,
                       only.frames)]
     with _failures_named(info.path), _work_dir(out_dir, ".work") as work:
         cutter = _Cutter(limits, options, work, in_memory=in_memory)
-        pieces = cutter.cut(Stretch(info, Fraction(0), limits))
+        pieces = cutter.cut(Stretch(info, Fraction(0), limits, plan=plan))
         _check_frames(info, pieces)
         for old in Path(out_dir).glob("chunk-*.mp4"):
             old.unlink()
@@ -211,7 +212,7 @@ class _Cutter:
         """Plan and cut one stretch; yield each piece as a finished chunk or a stretch to redo."""
         info = stretch.info
         assert info.scan is not None
-        plan = plan_chunks(info.scan, stretch.limits, self.options.overhead)
+        plan = stretch.plan or plan_chunks(info.scan, stretch.limits, self.options.overhead)
         if self.in_memory and info.table is not None and not stretch.reencoded:
             yield from self._memory_pass(stretch, plan)  # the source's own samples
             return

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 
 from pipeline.errors import ConfigError
+from pipeline.output.exports import EXPORTS, Outputs
+from pipeline.output.segments import Rules
 from pipeline.send.s3 import S3Name
 from pipeline.types import Limits, Mode
 
@@ -36,6 +38,12 @@ class Settings:
     stage: str | None = None
     s3_endpoint_url: str | None = None
     keep_staged: bool = False
+    # Outputs: segment rules (None: a gap of one sample), exports, report.html.
+    min_confidence: float = 0.5
+    max_gap_ms: int | None = None
+    min_segment_ms: int = 0
+    export: tuple[str, ...] = EXPORTS
+    report: bool = False
     # Credentials and account (CLARIFAI_PAT, CLARIFAI_USER_ID, CLARIFAI_APP_ID); never shown.
     api_key: str | None = field(default=None, repr=False, compare=False)
     user_id: str = "clarifai"
@@ -53,6 +61,12 @@ class Settings:
         _at_least("--concurrency", self.concurrency, 1)
         _at_least("--lock-wait", self.lock_wait, 0)
         _at_least("--rate-limit", self.rate_limit, 0, above=True)
+        _at_least("--min-confidence", self.min_confidence, 0, at_most=1)
+        _at_least("--max-gap-ms", self.max_gap_ms, 0)
+        _at_least("--min-segment-ms", self.min_segment_ms, 0)
+        unknown = sorted(set(self.export) - set(EXPORTS))
+        if unknown:
+            raise ConfigError(f"--export: unknown export {', '.join(unknown)}")
         _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
         if self.stage is not None:
@@ -71,6 +85,11 @@ class Settings:
         """Requests carry URLs the API fetches (URL mode, to an API; the local backend reads
         chunks where they are, so for it URL mode only sets the limits)."""
         return self.mode == "url" and self.backend == "clarifai"
+
+    @property
+    def outputs(self) -> Outputs:
+        rules = Rules(self.min_confidence, self.max_gap_ms, self.min_segment_ms)
+        return Outputs(rules, tuple(e for e in EXPORTS if e in self.export), self.report)
 
     @property
     def workers(self) -> int:

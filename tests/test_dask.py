@@ -3,19 +3,35 @@ give the local run's files, byte for byte."""
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from batch_support import MAX_BYTES, make_video, result_files, run_cli, stop_process, summary
+from batch_support import (
+    MAX_BYTES,
+    cli,
+    make_video,
+    result_files,
+    run_cli,
+    stop_process,
+    summary,
+    wait_for,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline._cli.main import main
+from pipeline.batch.dask_engine import rate_shares
+from pipeline.serve.server import Server
 
 DASK = str(Path(sys.executable).parent / "dask")
+KEY = "dask-test-key"
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +121,93 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, videos: Path) ->
                  "--dask", f"tcp://127.0.0.1:{_free_port()}"])
     assert code == 2
     assert not list((tmp_path / "out").glob("*/timeline.json"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=st.floats(0.1, 100), count=st.integers(1, 12))
+def test_rate_shares_are_whole_and_never_add_up_past_the_limit(rate: float, count: int) -> None:
+    """--rate-limit split over a cluster: whole shares of at least 1, even to within 1, summing
+    to at most the limit (below 1 request a second, one worker sends at that rate)."""
+    workers = [f"tcp://10.0.0.{i}:9000" for i in range(count)]
+    shares = rate_shares(rate, workers)
+    assert 0 < sum(shares.values()) <= rate and set(shares) <= set(workers)
+    if rate >= 1:
+        assert all(s == int(s) >= 1 for s in shares.values())
+        assert max(shares.values()) - min(shares.values()) <= 1
+        assert len(shares) == min(count, int(rate))
+
+
+def test_a_cluster_never_starts_more_than_the_rate_limit_in_a_second(
+        tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """Three worker processes at --rate-limit 2 (a third of it each would let all three start
+    in the same second): serve's request log never holds more than 2 arrivals in a second."""
+    server = serve()
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for hue in (30, 150, 270):
+        make_video(folder / f"v{hue}.mp4", seconds=8, hue=hue)
+    done = run_cli("run", str(folder), "--out", str(tmp_path / "out"), "--backend", "clarifai",
+                   "--insecure", "--api-base", f"127.0.0.1:{server.port}", "--max-bytes",
+                   "100000", "--rate-limit", "2", "--dask", "local:3", "--no-progress",
+                   env={"CLARIFAI_PAT": KEY}, timeout=240)
+    assert done.returncode == 0, done.stderr
+    arrivals = sorted(json.loads(line)["time"]
+                      for line in Path(str(server.config.request_log)).read_text().splitlines())
+    assert len(arrivals) >= 9
+    assert max(sum(1 for u in arrivals if t <= u < t + 1) for t in arrivals) <= 2
+
+
+def test_out_that_a_worker_cannot_see_is_exit_2(tmp_path: Path, videos: Path) -> None:
+    """A worker whose file system does not show --out (its own mount namespace, a tmpfs over
+    the folder): the run stops before sending anything, exit 2, naming the problem."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port",
+                                  address.rsplit(":", 1)[1], "--no-dashboard"],
+                                 **quiet)  # type: ignore[call-overload]
+    hidden = (f"mount -t tmpfs tmpfs {shared} && exec {DASK} worker {address} --nworkers 1 "
+              "--nthreads 1 --host 127.0.0.1 --no-dashboard")
+    worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               hidden], **quiet)  # type: ignore[call-overload]
+    try:
+        _wait_for_worker(address)
+        done = run_cli("run", str(videos), "--out", str(shared / "out"), "--no-progress",
+                       "--dask", address)
+    finally:
+        stop_process(worker, 15)
+        stop_process(scheduler, 15)
+    assert done.returncode == 2, done.stderr
+    assert "not visible from Dask worker" in done.stderr
+    assert not list((shared / "out").glob("*/timeline.json"))
+
+
+def test_sigterm_stops_every_task_and_exits_130(tmp_path: Path,
+                                                serve: Callable[..., Server]) -> None:
+    """SIGTERM to the client: the stop reaches the workers' tasks, which send nothing new;
+    the client exits 130 and summary.json says what was interrupted."""
+    server = serve(latency_ms=600)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for hue in (60, 240):
+        make_video(folder / f"v{hue}.mp4", seconds=16, hue=hue)
+    log = Path(str(server.config.request_log))
+    proc = cli("run", str(folder), "--out", str(tmp_path / "out"), "--backend", "clarifai",
+               "--insecure", "--api-base", f"127.0.0.1:{server.port}", "--max-bytes", "100000",
+               "--concurrency", "1", "--dask", "local:2", "--no-progress",
+               env={"CLARIFAI_PAT": KEY})
+    try:
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, 120,
+                 "two requests")
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.time()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        stop_process(proc, 5)
+    assert proc.returncode == 130, err
+    late = [json.loads(line) for line in log.read_text().splitlines()
+            if json.loads(line)["time"] > stopped + 2]
+    assert late == []  # nothing new sent once the stop had reached the workers
+    entries = summary(tmp_path / "out")["inputs"]
+    assert any(e["status"] == "failed" and "interrupted" in (e["error"] or "") for e in entries)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
+import media
 import numpy as np
 import pytest
 from media import ffmpeg
 
 from pipeline import sampling
+from pipeline.backends import embedded
+from pipeline.backends.models import NSFW
 from pipeline.media import decode
 
 RATE = 10  # frames per second of the counter video
@@ -69,3 +75,56 @@ def test_decode_with_an_offset_grid_reads_the_right_frames(counter_video: Path) 
     grid = sampling.Grid(Fraction(1, 4), Fraction(7, 10), 20)
     got = [frame_number_mod_25(f) for f in decode.decode(str(counter_video), grid)]
     assert got == [int(t * RATE) % 25 for t in grid.times()]
+
+
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def moving_video(media_dir: Path) -> Path:
+    """20 s at 25 fps of a moving, noisy pattern; no B-frames (every frame a reference frame, so
+    the fast decoder skips none): open_nsfw scores each frame differently."""
+    path = media_dir / "moving.mp4"
+    if not path.exists():
+        media.testsrc(path, seconds=20, size="320x240", rate=FPS, extra_vf="noise=alls=40:allf=t",
+                codec=["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "25",
+                       "-b:v", "1500k", "-pix_fmt", "yuv420p"])
+    return path
+
+
+def sfw_of_every_frame(video: Path) -> np.ndarray:
+    """open_nsfw's sfw value for each frame of `video`, decoded apart from the pipeline: every
+    frame at its own rate, with the model's resize and crop."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-vf",
+                          "scale=256:256:flags=bilinear,crop=224:224", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    frames = np.frombuffer(raw, np.uint8).reshape(-1, 224, 224, 3)
+    classifier = embedded.shared(NSFW)
+    return np.concatenate([classifier.scores(list(frames[i:i + 16]))[:, 0]
+                           for i in range(0, len(frames), 16)])
+
+
+def test_every_sample_scores_the_frame_its_time_names(moving_video: Path,
+                                                      tmp_path: Path) -> None:
+    """The local backend's value at time t is the score of the frame shown at t (frame
+    floor(t x fps)), not of a frame half an interval away; one chunk and many chunks give the
+    same timeline, value for value."""
+    exact = sfw_of_every_frame(moving_video)
+    timelines = []
+    for limit in ("10000000", "600000"):
+        out = tmp_path / limit
+        done = subprocess.run([sys.executable, "-m", "pipeline", "run", str(moving_video),
+                               "--out", str(out), "--max-bytes", limit, "--no-progress"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        (path,) = out.glob("*/timeline.json")
+        timelines.append(json.loads(path.read_text()))
+    whole, cut = timelines
+    assert len(whole["chunks"]) == 1 and len(cut["chunks"]) >= 3
+    assert whole["frames"] == cut["frames"]
+    for frame in whole["frames"]:
+        n = frame["frame_info"]["time"] * FPS // 1000
+        sfw = next(c["value"] for c in frame["data"]["concepts"] if c["name"] == "sfw")
+        near = range(max(0, n - FPS // 2), min(len(exact), n + FPS // 2 + 1))
+        closest = min(near, key=lambda k: abs(exact[k] - sfw))
+        assert closest == n and abs(exact[n] - sfw) < 1e-4, (frame["frame_info"], closest, n)

@@ -73,14 +73,30 @@ def test_cuts_fall_on_keyframes_and_times_are_contiguous(scan: PacketScan, limit
     assert plan.chunks[-1].end == scan.end
 
 
+def intervals(scan: PacketScan) -> list[tuple[int, int, int, Fraction]]:
+    """Each keyframe interval as (first packet, end packet, planned bytes, display length)."""
+    video = list(scan.video)
+    starts = [i for i, p in enumerate(video) if p.key and i > 0]
+    bounds = list(zip([0, *starts], [*starts, len(video)], strict=True))
+    firsts = [min(p.pts for p in video[a:b]) for a, b in bounds]
+    stops = [*firsts[1:], scan.end_ticks]
+    return [(a, b, sum(p.size for p in video[a:b]) + OVERHEAD.per_packet * (b - a),
+             scan.seconds(stop - first))
+            for (a, b), first, stop in zip(bounds, firsts, stops, strict=True)]
+
+
 @settings(max_examples=200, deadline=None)
 @given(scan=packet_lists(), limits=limits_st)
 def test_only_oversized_keyframe_intervals_are_reencoded(scan: PacketScan,
                                                           limits: Limits) -> None:
-    """A re-encode chunk is one where some single keyframe interval could not fit alone."""
+    """A re-encode chunk holds only keyframe intervals that could not fit alone: no interval
+    that a copy could carry is ever folded into a re-encoded stretch."""
+    groups = intervals(scan)
     for chunk in plan_chunks(scan, limits, OVERHEAD).chunks:
-        if chunk.reencode:
-            assert chunk.expected_bytes > limits.max_bytes or chunk.duration > limits.max_duration
+        inside = [g for g in groups if chunk.first_packet <= g[0] < chunk.end_packet]
+        too_big = [g[2] + OVERHEAD.fixed > limits.max_bytes or g[3] > limits.max_duration
+                   for g in inside]
+        assert all(too_big) if chunk.reencode else not any(too_big)
 
 
 @settings(max_examples=200, deadline=None)

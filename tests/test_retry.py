@@ -85,7 +85,7 @@ def test_each_attempt_is_logged_with_the_error_and_the_next_wait(
         caplog: pytest.LogCaptureFixture) -> None:
     """One warning per failed attempt: the error (which names chunk and code) and the wait."""
     errors: list[Exception] = [TransientBackendError("chunk 7: TRY_AGAIN (10030): later")]
-    with caplog.at_level(logging.WARNING, logger="pipeline.retry"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.backends.retry"):
         policy(CONFIG, sleep=lambda s: None)(failing(errors, []))
     (record,) = caplog.records
     assert "chunk 7: TRY_AGAIN (10030)" in record.getMessage()
@@ -167,3 +167,38 @@ def test_rate_limiter_never_starts_more_than_the_rate_in_any_second(
     assert most <= max(1, rate)
     if rate < 1:
         assert all(b - a >= 1 / rate for a, b in zip(starts, starts[1:], strict=False))
+
+
+class Widest(random.Random):
+    """Full jitter's worst case: every draw is the top of its window."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def schedule(errors: list[Exception], config: RetryConfig | None = None) -> list[float]:
+    """The waits the policy asks for before it gives up or succeeds."""
+    sleeps: list[float] = []
+    with pytest.raises(TransientBackendError):
+        policy(config, sleep=sleeps.append, rng=Widest())(failing(errors, []))
+    return sleeps
+
+
+def test_the_defaults_are_six_attempts_in_300_s_doubling_from_half_a_second() -> None:
+    """RetryConfig(): 6 attempts, 300 s, windows 0.5 s doubling to a 30 s cap, throttling from
+    a 2 s floor; with the widest draws the waits are exactly that schedule."""
+    assert RetryConfig() == RetryConfig(attempts=6, max_seconds=300.0, base=0.5, cap=30.0,
+                                        throttle_floor=2.0)
+    unavailable: list[Exception] = [TransientBackendError("down", code="UNAVAILABLE")
+                                    for _ in range(20)]
+    assert schedule(unavailable) == [0.5, 1.0, 2.0, 4.0, 8.0]
+    throttled: list[Exception] = [TransientBackendError("slow", code=11005, throttled=True)
+                                  for _ in range(20)]
+    assert schedule(throttled) == [2.5, 5.0, 10.0, 20.0, 38.0]
+
+
+def test_waits_stop_doubling_at_the_cap() -> None:
+    """Past 30 s a window no longer grows."""
+    errors: list[Exception] = [TransientBackendError("down") for _ in range(20)]
+    waits = schedule(errors, RetryConfig(attempts=10, max_seconds=10_000))
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]

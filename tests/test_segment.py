@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from media import ffprobe_count, ffprobe_duration
 
 from pipeline import segment
 from pipeline.errors import InputError
+from pipeline.plan import Overhead
 from pipeline.probe import probe
 from pipeline.segment import SegmentOptions, split
 from pipeline.send.media import ChunkMedia
@@ -206,3 +208,20 @@ def test_an_in_memory_chunk_is_cut_again_in_memory(vbr_video: Path, tmp_path: Pa
     assert sum(p.frames for p in pieces) == chunk.frames
     first, last = chunk.packets or (0, 0)
     assert (pieces[0].packets or (0, 0))[0] == first and (pieces[-1].packets or (0, 0))[1] == last
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_a_chunk_that_comes_out_over_the_limit_is_cut_again(
+        vbr_video: Path, tmp_path: Path, in_memory: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Planned with no allowance for MP4 overhead, chunks packed to the limit come out over it:
+    each is planned again under a tighter budget and re-cut, and every final chunk fits."""
+    limits = Limits("bytes", 300_000, 600_000)
+    info = probe(str(vbr_video))
+    bare = SegmentOptions(overhead=Overhead(fixed=0, per_packet=0))
+    with caplog.at_level(logging.INFO, logger="pipeline.segment"):
+        chunks = split(info, limits, str(tmp_path), bare, in_memory=in_memory)
+    assert "re-cutting it smaller" in caplog.text
+    assert all(c.size_bytes <= limits.max_bytes for c in chunks)
+    assert sum(c.frames for c in chunks) == ffprobe_count(vbr_video)
+    assert all(a.end == b.start for a, b in zip(chunks, chunks[1:], strict=False))

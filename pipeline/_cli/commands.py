@@ -93,6 +93,27 @@ def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[li
         return runner.run(inputs), runner.summary_error
 
 
+def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
+    from pathlib import Path
+
+    from pipeline.errors import InputError
+    from pipeline.output import report
+    rules = options.segment_settings(args, environ).outputs.rules
+    path = Path(args.path)
+    if (path / "timeline.json").is_file():
+        report.write_video_report(path, rules, html=args.html, png=args.png)
+        written = [f for f in (args.html, args.png) if f] or [str(path / "report.html")]
+    elif (path / "summary.json").is_file():
+        if args.png:
+            raise InputError(str(path), "--png draws one video's chart; give DIR/VIDEO_ID")
+        written = [str(report.write_batch_report(path, rules, html=args.html))]
+    else:
+        raise InputError(str(path), "neither a video's results (timeline.json) nor a run's "
+                                    "--out (summary.json)")
+    emit("\n".join(written))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
     from pipeline.serve import cli as serve_cli
     return serve_cli.run(args, environ)
@@ -100,4 +121,4 @@ def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Mapping[str, str], str], int]] = {
     "probe": cmd_probe, "plan": cmd_plan, "split": cmd_split, "run": cmd_run,
-    "serve": cmd_serve}
+    "report": cmd_report, "serve": cmd_serve}

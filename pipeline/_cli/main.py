@@ -66,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "never read as an input")
     options.add_all(p, options.LIMITS)
     options.add_all(p, options.RUN)
+    options.add_all(p, options.SEGMENTS)
+    options.add_all(p, options.OUTPUTS)
+
+    p = sub.add_parser("report", parents=[common], help=(
+        "a self-contained HTML page of one video's results (DIR/VIDEO_ID), or of the whole "
+        "batch (DIR)"))
+    p.add_argument("path", metavar="DIR[/VIDEO_ID]",
+                   help="a video's results folder (with timeline.json), or a run's --out")
+    p.add_argument("--html", metavar="FILE",
+                   help="where the page goes (default: report.html in the folder)")
+    p.add_argument("--png", metavar="FILE",
+                   help="also write the chart alone as a PNG (a video only; with --png and "
+                        "no --html, only the chart)")
+    options.add_all(p, options.SEGMENTS)
 
     from pipeline.serve import cli as serve_cli
     serve_cli.add_parser(sub, parents=[common])

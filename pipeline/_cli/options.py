@@ -50,6 +50,14 @@ def text(value: str, where: str) -> str:
     return value
 
 
+def exports(value: str, where: str) -> tuple[str, ...]:
+    from pipeline.output.exports import parse_exports
+    try:
+        return parse_exports(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def one_of(*choices: str) -> Callable[[str, str], str]:
     def parse(value: str, where: str) -> str:
         if value not in choices:
@@ -107,6 +115,25 @@ LIMITS = (
     Option("--keep-audio", yes_no, False,
            "keep the audio track in chunks (default: dropped; the models are visual)",
            switch=True),
+)
+
+# How segments are made: for `run` (segments.json and its exports) and `report`.
+SEGMENTS = (
+    Option("--min-confidence", number, 0.5, "a concept is present in a frame whose value is at "
+           "least this, 0-1 (default 0.5)", metavar="V"),
+    Option("--max-gap-ms", whole_number, None, "bridge gaps up to this long inside a segment "
+           "(default: one sample, --sample-ms)", metavar="MS"),
+    Option("--min-segment-ms", whole_number, 0,
+           "drop segments shorter than this (default 0: keep all)", metavar="MS"),
+)
+
+# What a run writes besides timeline.json and segments.json.
+OUTPUTS = (
+    Option("--export", exports, ("csv", "jsonl", "vtt"), "which exports to write: csv "
+           "(frames.csv, segments.csv), jsonl (frames.jsonl), vtt (segments.vtt), comma "
+           "separated, or none (default csv,jsonl,vtt)", metavar="LIST"),
+    Option("--report", yes_no, False, "also write each video's report.html "
+           "(default: off; `video-pipeline report` writes it later)", switch=True),
 )
 
 RUN = (
@@ -173,9 +200,14 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool)
     environment is read here and nowhere else (credentials included)."""
     values = resolve(args, LIMITS, environ)
     if run:
-        values |= resolve(args, (*RUN, *ENV_ONLY), environ)
+        values |= resolve(args, (*RUN, *SEGMENTS, *OUTPUTS, *ENV_ONLY), environ)
         values["progress"] = not values.pop("no_progress")
         values |= {"api_key": environ.get("CLARIFAI_PAT", "").strip() or None,
                    "user_id": environ.get("CLARIFAI_USER_ID") or "clarifai",
                    "app_id": environ.get("CLARIFAI_APP_ID") or "main"}
     return Settings(**values)
+
+
+def segment_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Settings carrying only the segment rules (for `report`), validated like a run's."""
+    return Settings(**resolve(args, SEGMENTS, environ))

@@ -12,10 +12,13 @@ inputs (so it must see the folders and manifests), and each task runs the same c
   absolute; timeline.json still shows the path as given) or be URLs.
 - Credentials are not shipped with the tasks: each worker reads CLARIFAI_PAT (and
   CLARIFAI_USER_ID / CLARIFAI_APP_ID) from its own environment, as a local run does.
-- The rate limit holds across the cluster by splitting it: each worker process gets
-  `--rate-limit / workers` (the workers present when the run starts), enforced by one limiter
-  shared by every task in that process (the backend is built once per process). `--concurrency`
-  is per task.
+- The rate limit holds across the cluster by splitting it into whole shares, one a worker
+  process, that sum to at most `--rate-limit` (`rate_shares`): 10 over 3 workers is 4 + 3 + 3;
+  a cluster with more workers than whole requests per second sends from only as many workers as
+  it has whole requests (the clarifai backend; the local one uses every worker). Each share is
+  enforced by one limiter shared by every task in that process (the backend is built once per
+  process), and a limiter allows at most its share of starts in any second, so the cluster
+  never exceeds the limit in any second. `--concurrency` is per task.
 - A stop (SIGTERM/Ctrl-C on the client) sets a distributed Event that every task checks before
   each chunk: chunks in flight finish and are saved, nothing new is sent, the client exits 130.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import threading
 import uuid
@@ -79,13 +83,14 @@ def _on_cluster(distributed: Any, settings: Settings, outdir: Path,
     client, cluster = _connect(distributed, settings.dask or "local")
     try:
         check_shared(client, outdir)
-        workers = max(1, len(client.scheduler_info()["workers"]))
-        task_settings = dataclasses.replace(
-            settings, rate_limit=settings.rate_limit / workers, progress=False, dask=None,
-            api_key=None)
-        log.info("dask: %d workers at %s; each gets %.3g requests/s of --rate-limit %.3g",
-                 workers, client.scheduler.address, task_settings.rate_limit, settings.rate_limit)
-        return _run_tasks(distributed, client, task_settings, outdir, sources, stop)
+        workers = sorted(client.scheduler_info()["workers"])
+        shares = rate_shares(settings.rate_limit, workers) if settings.backend == "clarifai" \
+            else {w: settings.rate_limit for w in workers}
+        task_settings = dataclasses.replace(settings, progress=False, dask=None, api_key=None)
+        log.info("dask: %d workers at %s; --rate-limit %.3g shared as %s", len(workers),
+                 client.scheduler.address, settings.rate_limit,
+                 ", ".join(f"{share:g}" for share in shares.values()))
+        return _run_tasks(distributed, client, task_settings, outdir, sources, stop, shares)
     finally:
         client.close()
         if cluster is not None:
@@ -152,12 +157,28 @@ def _for_workers(source: inputs.Source) -> inputs.Source:
     return inputs.Source(os.path.abspath(source.path), label=source.display)
 
 
+def rate_shares(rate: float, workers: list[str]) -> dict[str, float]:
+    """Requests per second for each worker that sends: whole shares summing to at most `rate`
+    (a limiter allows whole starts in any second: 2.5 is 2), as even as they go; below one
+    request a second, one worker sends at that rate."""
+    if not workers:
+        return {}
+    if rate < 1:
+        return {workers[0]: rate}
+    whole = math.floor(rate)
+    senders = workers[:min(len(workers), whole)]
+    each, extra = divmod(whole, len(senders))
+    return {w: float(each + (1 if i < extra else 0)) for i, w in enumerate(senders)}
+
+
 def _run_tasks(distributed: Any, client: Any, settings: Settings, out: Path,
-               sources: list[inputs.Source], stop: StopFlag) -> list[Outcome]:
+               sources: list[inputs.Source], stop: StopFlag,
+               shares: dict[str, float]) -> list[Outcome]:
     event_name = f"video-pipeline-stop-{uuid.uuid4().hex}"
     event = distributed.Event(event_name, client=client)
-    futures = [client.submit(process_on_worker, settings, str(out), s, event_name,
-                             key=f"video-{i}-{uuid.uuid4().hex[:8]}", pure=False)
+    futures = [client.submit(process_on_worker, settings, str(out), s, event_name, shares,
+                             key=f"video-{i}-{uuid.uuid4().hex[:8]}", pure=False,
+                             workers=list(shares), allow_other_workers=False)
                for i, s in enumerate(sources)]
     pending = list(futures)
     while pending:
@@ -193,12 +214,15 @@ class _EventStop:
 
 
 def process_on_worker(settings: Settings, out: str, source: inputs.Source,
-                      stop_event: str) -> Outcome:
-    """The task: one video, start to end, with this worker process's shared backend."""
+                      stop_event: str, shares: dict[str, float]) -> Outcome:
+    """The task: one video, start to end, with this worker process's shared backend and its
+    share of the rate limit."""
+    from distributed import get_worker
     stop: StopCheck = _EventStop(stop_event)
     if stop.is_set():
         return failed(source.display, "interrupted before it started; rerun to resume")
     settings = worker_settings(settings, os.environ)
+    settings = dataclasses.replace(settings, rate_limit=shares[get_worker().address])
     runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False)
     return runner.process(source)
 

@@ -116,15 +116,17 @@ class Runner:
             return early if early is not None else job.finish()
 
     def skipped_if_done(self, source: inputs.Source) -> Outcome | None:
-        """A "skipped" outcome if this local file's video is already done (read: its id and
-        timeline.json; no probe, no lock, no request), else None."""
+        """A "skipped" outcome if this local file's video is already done and its outputs are
+        current (read: its id and outputs.json; no probe, no lock, no request), else None."""
         if source.error or source.is_url or self.settings.force:
             return None
         try:
             vid = video_id(source.path) if Path(source.path).is_file() else None
         except (OSError, ValueError):
             vid = None
-        if vid is None or not VideoStore(self.out, vid, self.ctx.key).done():
+        store = None if vid is None else VideoStore(self.out, vid, self.ctx.key,
+                                                    self.settings.outputs)
+        if store is None or not store.done() or not store.outputs_current():
             return None
         return Outcome(source.display, Status.SKIPPED, id=vid, note="already done")
 

@@ -1,9 +1,11 @@
 """The checkpoint store: one video's folder, DIR/VIDEO_ID, its layout, keys and file formats.
 
-timeline.json (written last, atomically) marks a video done for one run key (backend, model,
-sampling, limits); chunks.json lists its chunks; results/ holds each chunk's answer, saved the
-moment it arrives, under a key that names the chunk exactly. Nothing outside this module reads
-or writes these files' dicts."""
+timeline.json (written after the exports, atomically) marks a video done for one run key
+(backend, model, sampling, limits); chunks.json lists its chunks; results/ holds each chunk's
+answer, saved the moment it arrives, under a key that names the chunk exactly. outputs.json,
+written last, says which outputs (segment rules, exports, report) were made for that run key: a
+rerun with other output settings rewrites them from the saved results, sending nothing. Nothing
+outside this module reads or writes these files' dicts."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.output import formats
+from pipeline.merge import merge
+from pipeline.output import formats, timeline
+from pipeline.output.exports import Outputs, write_outputs
 from pipeline.output.files import atomic_write_json, atomic_write_lines, read_json
 from pipeline.types import Chunk, ChunkResult, Frame, Limits, ModelInfo, VideoInfo
 
@@ -45,33 +49,58 @@ class RunKey:
 class VideoStore:
     """DIR/VIDEO_ID for one run key."""
 
-    def __init__(self, out: str | Path, video_id: str, key: RunKey) -> None:
+    def __init__(self, out: str | Path, video_id: str, key: RunKey,
+                 outputs: Outputs | None = None) -> None:
         self.root = Path(out) / video_id
         self.key = key
+        self.outputs = outputs or Outputs()
         self.timeline = self.root / "timeline.json"
-        self.frames_csv = self.root / "frames.csv"
         self.chunk_list = self.root / "chunks.json"
         self.chunk_media = self.root / "chunks"
         self.results_dir = self.root / "results"
+        self.outputs_made = self.root / "outputs.json"
+        self.report = self.root / "report.html"
 
     def done(self) -> bool:
-        """timeline.json is there, written under this run key."""
-        timeline = read_json(self.timeline)
-        return isinstance(timeline, dict) and timeline.get("run_key") == self.key.as_dict()
+        """timeline.json is there, written under this run key: as outputs.json says (a small
+        file), or else as timeline.json itself ends (read as a stream: it can be large)."""
+        made = read_json(self.outputs_made)
+        if isinstance(made, dict) and made.get("run_key") == self.key.as_dict():
+            return self.timeline.exists()
+        try:
+            return timeline.read_key(self.timeline, "run_key") == self.key.as_dict()
+        except (OSError, ValueError):
+            return False
+
+    def outputs_current(self) -> bool:
+        """The outputs were made with these settings for this run key, and are all there."""
+        made = read_json(self.outputs_made)
+        if not isinstance(made, dict) or made.get("run_key") != self.key.as_dict():
+            return False
+        if made.get("outputs") != self.outputs.as_dict(self.key.sample_ms):
+            return False
+        wanted = [*self.outputs.files(), *(["report.html"] if self.outputs.report else [])]
+        return all((self.root / name).exists() for name in wanted)
 
     def load_chunks(self, source: str) -> list[Chunk] | None:
         """The chunk list a previous run saved under this key, if every chunk file is there;
         chunks built from the source's samples are of `source` (the same content, by the id,
         wherever it lies now)."""
+        chunks = self._saved_chunks()
+        if chunks is None:
+            return None
+        chunks = [dataclasses.replace(c, path=source) if c.packets else c for c in chunks]
+        return chunks if all(Path(c.path).exists() for c in chunks) else None
+
+    def _saved_chunks(self) -> list[Chunk] | None:
+        """The saved chunk list for this key, its files there or not."""
         saved = read_json(self.chunk_list)
         if not isinstance(saved, dict) or saved.get("run_key") != self.key.as_dict():
             return None
         try:
-            chunks = [formats.chunk_from_dict(c) for c in saved["chunks"]]
+            return [formats.chunk_from_dict(c) for c in saved["chunks"]]
         except (KeyError, TypeError, ValueError):
             return None
-        chunks = [dataclasses.replace(c, path=source) if c.packets else c for c in chunks]
-        return chunks if all(Path(c.path).exists() for c in chunks) else None
 
     def save_chunks(self, source: str, chunks: Sequence[Chunk]) -> None:
         atomic_write_json(self.chunk_list, {
@@ -106,17 +135,47 @@ class VideoStore:
 
     def results(self, chunks: Sequence[Chunk]) -> dict[int, ChunkResult]:
         """Every saved answer among `chunks`, by chunk index."""
-        found = {c.index: self.result(c) for c in chunks}
+        with timeline.gc_paused():
+            found = {c.index: self.result(c) for c in chunks}
         return {i: r for i, r in found.items() if r is not None}
 
     def write_timeline(self, *, info: VideoInfo, chunks: Sequence[Chunk],
                        attempts: Mapping[int, int], frames: Sequence[Frame]) -> None:
-        """frames.csv, then timeline.json (which marks the video done); the chunk files go."""
+        """The exports, then timeline.json (which marks the video done), then the report if
+        asked and outputs.json; the chunk files go. Frames are streamed to each file."""
+        self.outputs_made.unlink(missing_ok=True)  # says nothing about what follows
         key = self.key
-        timeline = formats.timeline_dict(
+        head = formats.timeline_head(
             info=info, backend=key.backend, model=key.model, sample_ms=key.sample_ms,
-            limits=key.limits, chunks=chunks, attempts=attempts, frames=frames)
-        timeline["run_key"] = key.as_dict()
-        atomic_write_lines(self.frames_csv, formats.frames_csv(frames))
-        atomic_write_json(self.timeline, timeline)
+            limits=key.limits, chunks=chunks, attempts=attempts)
+        write_outputs(self.root, frames, sample_ms=key.sample_ms,
+                      duration_ms=info.duration_ms, outputs=self.outputs)
+        atomic_write_lines(self.timeline, timeline.pieces(head, frames,
+                                                          {"run_key": key.as_dict()}))
         shutil.rmtree(self.chunk_media, ignore_errors=True)
+        self._finish_outputs()
+
+    def rewrite_outputs(self) -> None:
+        """A done video's outputs made again for the current output settings, from its saved
+        results (timeline.json if they are gone): no chunk is sent, timeline.json is kept."""
+        self.outputs_made.unlink(missing_ok=True)
+        head = timeline.read_head(self.timeline)
+        write_outputs(self.root, self._saved_frames(), sample_ms=self.key.sample_ms,
+                      duration_ms=int(head["source"]["duration_ms"]), outputs=self.outputs)
+        self._finish_outputs()
+
+    def _saved_frames(self) -> list[Frame]:
+        chunks = self._saved_chunks()
+        results = self.results(chunks) if chunks else {}
+        if chunks and len(results) == len(chunks):
+            return merge(chunks, results)
+        with timeline.gc_paused():
+            return list(timeline.read_frames(self.timeline))
+
+    def _finish_outputs(self) -> None:
+        if self.outputs.report:
+            from pipeline.output.report import write_video_report
+            write_video_report(self.root, self.outputs.rules, html=self.report)
+        atomic_write_json(self.outputs_made, {
+            "run_key": self.key.as_dict(),
+            "outputs": self.outputs.as_dict(self.key.sample_ms)})

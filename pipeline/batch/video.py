@@ -101,7 +101,8 @@ class VideoJob:
             return failed(self.shown, self.source.error)
         remote = self._resolve()
         video_id = self._identify(remote)
-        self.store = store = VideoStore(self.ctx.out, video_id, self.ctx.key)
+        self.store = store = VideoStore(self.ctx.out, video_id, self.ctx.key,
+                                        self.ctx.settings.outputs)
         self.outcome = self.outcome.but(id=video_id)
         held = self._lock_unless_done(store)
         if held is not None:
@@ -172,8 +173,9 @@ class VideoJob:
 
     def _lock_unless_done(self, store: VideoStore) -> Outcome | None:
         """Take the video's lock; a skipped outcome instead if it is done or another run has it.
-        Done is checked again under the lock: the other run may have just finished it."""
-        if self._done(store):
+        Done is checked again under the lock: the other run may have just finished it. A done
+        video whose outputs were made with other settings gets them again, under the lock."""
+        if self._done(store) and store.outputs_current():
             return self.outcome.but(status=Status.SKIPPED, note="already done")
         lock = VideoLock(self.ctx.out, store.root.name)
         try:
@@ -184,9 +186,14 @@ class VideoJob:
             log.warning("%s: %s; skipped it", self.shown, exc)
             return self.outcome.but(status=Status.SKIPPED, note=f"{exc}; skipped it")
         self._lock = lock
-        if self._done(store):
+        if not self._done(store):
+            return None
+        if store.outputs_current():
             return self.outcome.but(status=Status.SKIPPED, note="already done (by another run)")
-        return None
+        store.rewrite_outputs()
+        log.info("%s: already done; outputs rewritten from its saved results", self.shown)
+        return self.outcome.but(status=Status.SKIPPED,
+                                note="already done; outputs rewritten from its saved results")
 
     def _done(self, store: VideoStore) -> bool:
         return not self.ctx.settings.force and store.done()

@@ -69,3 +69,16 @@ def first_frames_argv(paths: Sequence[str]) -> list[str]:
     for n in range(len(paths)):
         argv += ["-map", f"{n}:v:0", "-frames:v", "1", "-f", "null", "-"]
     return argv
+
+
+def thumbnails_argv(source: str, seconds: Sequence[float], pattern: str,
+                    width: int = 160) -> list[str]:
+    """One ffmpeg that writes a small JPEG of the frame shown at each of `seconds` (accurate
+    seeks, one decoder thread per input) to `pattern % i`."""
+    argv = [FFMPEG, "-v", "error", "-nostdin", "-y"]
+    for at in seconds:
+        argv += ["-threads", "1", "-ss", f"{at:.3f}", "-i", media_input(source)]
+    for i in range(len(seconds)):
+        argv += ["-map", f"{i}:v:0", "-frames:v", "1", "-vf", f"scale={width}:-2",
+                 "-q:v", "5", pattern % i]
+    return argv

@@ -105,3 +105,21 @@ def prepare_out(out: str | Path) -> Path:
     except OSError as exc:
         raise ConfigError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
     return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Like atomic_write_text, for bytes (a PNG)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), file_mode())
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
