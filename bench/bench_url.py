@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,14 +66,19 @@ def three_minutes() -> Path:
     return path
 
 
-def run(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+def run(args: list[str], env: dict[str, str],
+        ) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall time and the run process's own CPU time (user + system), and its output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, text=True,
                           capture_output=True, env={**os.environ, **env})
     wall = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return wall, done
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, done
 
 
 def requests(log: Path) -> list[dict[str, Any]]:
@@ -95,7 +102,7 @@ def one_mode(mode: str, video: Path, moto: Moto, bucket: str, tmp: Path, args: a
     try:
         prefix = f"stage-{mode}"
         extra = ["--mode", "url", "--stage", f"s3://{bucket}/{prefix}"] if mode == "url" else []
-        wall, done = run(["run", str(video), "--out", str(tmp / f"out-{mode}"), "--backend",
+        wall, cpu, done = run(["run", str(video), "--out", str(tmp / f"out-{mode}"), "--backend",
                           "clarifai", "--insecure", "--api-base", f"127.0.0.1:{server.port}",
                           "--sample-ms", str(args.sample_ms), "--no-progress", *extra],
                          {**moto.env(), "CLARIFAI_PAT": KEY})
@@ -113,7 +120,9 @@ def one_mode(mode: str, video: Path, moto: Moto, bucket: str, tmp: Path, args: a
     left = moto.keys(bucket, prefix)
     return {"mode": mode, "chunks": len(timeline["chunks"]), "requests": len(sent),
             "objects": objects, "puts": puts, "uploaded": uploaded, "in_requests": in_requests,
-            "wall": wall, "left": len(left), "statuses": sorted({r["status"] for r in sent})}
+            "wall": wall, "cpu": cpu, "left": len(left),
+            "floor": math.ceil(len(sent) / 4) * args.latency_ms / 1000,
+            "statuses": sorted({r["status"] for r in sent})}
 
 
 def by_reference(moto: Moto, bucket: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -125,7 +134,7 @@ def by_reference(moto: Moto, bucket: str, tmp: Path, args: argparse.Namespace) -
                                 limits=InputLimits(allow_local_urls=True, url_timeout=120)))
     server.start()
     try:
-        wall, done = run(["run", f"s3://{bucket}/archive/three.mp4", "--out", str(tmp / "ref"),
+        wall, cpu, done = run(["run", f"s3://{bucket}/archive/three.mp4", "--out", str(tmp / "ref"),
                           "--backend", "clarifai", "--insecure", "--api-base",
                           f"127.0.0.1:{server.port}", "--mode", "url", "--stage",
                           f"s3://{bucket}/stage-ref", "--sample-ms", str(args.sample_ms),
@@ -135,7 +144,7 @@ def by_reference(moto: Moto, bucket: str, tmp: Path, args: argparse.Namespace) -
     found = _READ.search(done.stderr)
     return {"size": video.stat().st_size, "read": int(found.group(1)) if found else -1,
             "requests": len(requests(log)), "staged": len(moto.writes(bucket, "stage-ref")),
-            "wall": wall}
+            "wall": wall, "cpu": cpu}
 
 
 def main() -> int:
@@ -158,14 +167,16 @@ def main() -> int:
     print(f"{video.name}: {video.stat().st_size:,} bytes; serve --latency-ms {args.latency_ms}, "
           f"--sample-ms {args.sample_ms}; load average {load} on {os.cpu_count()} cores")
     print(f"{'mode':>5} {'chunks':>6} {'requests':>8} {'objects':>7} {'uploaded B':>13} "
-          f"{'in requests B':>13} {'wall s':>7} {'left':>4}")
+          f"{'in requests B':>13} {'wall s':>7} {'floor s':>7} {'client CPU s':>12} "
+          f"{'left':>4}")
     for r in rows:
         print(f"{r['mode']:>5} {r['chunks']:>6} {r['requests']:>8} {r['objects']:>7} "
-              f"{r['uploaded']:>13,} {r['in_requests']:>13,} {r['wall']:>7.1f} {r['left']:>4}  "
-              f"statuses {r['statuses']}")
+              f"{r['uploaded']:>13,} {r['in_requests']:>13,} {r['wall']:>7.1f} "
+              f"{r['floor']:>7.1f} {r['cpu']:>12.1f} {r['left']:>4}  statuses {r['statuses']}")
+    print("floor: ceil(requests / 4 in flight) x latency, what the requests alone take")
     print(f"s3:// source that fits ({ref['size']:,} B, moov at the end): read through the client "
           f"{ref['read']:,} B ({ref['read'] / ref['size']:.4%}); {ref['requests']} request(s); "
-          f"staged writes {ref['staged']}; wall {ref['wall']:.1f} s")
+          f"staged writes {ref['staged']}; wall {ref['wall']:.1f} s, client CPU {ref['cpu']:.1f} s")
     return 0
 
 
