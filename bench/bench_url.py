@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -68,17 +67,21 @@ def three_minutes() -> Path:
 
 def run(args: list[str], env: dict[str, str],
         ) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Wall time and the run process's own CPU time (user + system), and its output."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, text=True,
-                          capture_output=True, env={**os.environ, **env})
-    wall = time.monotonic() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall time and the CPU time (user + system) of the run process and its own children
+    only (serve's decoders are children of this process too, so not RUSAGE_CHILDREN)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        began = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, text=True,
+                                stdout=out, stderr=err, env={**os.environ, **env})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - began
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
     if done.returncode != 0:
         raise SystemExit(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return wall, cpu, done
+    return wall, usage.ru_utime + usage.ru_stime, done
 
 
 def requests(log: Path) -> list[dict[str, Any]]:
