@@ -6,6 +6,7 @@ query string in any log or output."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -57,6 +58,17 @@ def aws_env(moto: Moto, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto.env()
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """main() sets up the root logger (-vv: DEBUG); put it back for the tests after."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    logging.getLogger("pipeline").setLevel(logging.NOTSET)
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +219,12 @@ def test_an_expired_url_is_staged_again_and_retried(
 
 
 def test_an_object_that_fits_is_sent_by_reference(tmp_path: Path, clip: Path, moto: Moto,
-                                                  api: Server, aws_env: dict[str, str]) -> None:
+                                                  api: Server, aws_env: dict[str, str],
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  root_logging: None) -> None:
     """s3://bucket/key (and a presigned http URL of it) that fit the URL limits as they are:
     the API gets the object's own URL; nothing is written under the staging prefix; the query
-    string is in no output."""
+    string is in no output and no log line (-vv)."""
     bucket = moto.bucket()
     s3 = moto.client()
     s3.upload_file(str(clip), bucket, "videos/clip.mp4")
@@ -220,9 +234,12 @@ def test_an_object_that_fits_is_sent_by_reference(tmp_path: Path, clip: Path, mo
         "Bucket": bucket, "Key": "videos/other.mp4"}, ExpiresIn=600)
     out = tmp_path / "out"
     assert main(url_args(out, f"s3://{bucket}/videos/clip.mp4", presigned, server=api,
-                         stage=f"s3://{bucket}/stage", extra=("--s3-endpoint-url",
-                                                              moto.endpoint)),
+                         stage=f"s3://{bucket}/stage",
+                         extra=("--s3-endpoint-url", moto.endpoint, "-vv")),
                 {"CLARIFAI_PAT": KEY}) == 0
+    logged = capsys.readouterr().err
+    assert "probed by ranged reads" in logged
+    assert not any(secret in logged for secret in SECRETS)
     assert [e["status"] for e in summary(out)["inputs"]] == ["done", "done"]
     assert moto.writes(bucket, "stage") == [] and moto.keys(bucket, "stage") == []
     assert [(r["kind"], r["status"]) for r in requests(api)] == [("video-url", 10000)] * 2
