@@ -286,8 +286,9 @@ def test_an_object_that_must_be_cut_works_in_both_modes(tmp_path: Path, clip: Pa
 
 def test_sigkill_mid_run_then_a_rerun_leaves_the_bucket_clean(
         tmp_path: Path, clip: Path, moto: Moto, serve: Callable[..., Server]) -> None:
-    """Killed (SIGKILL) while chunks are staged, the run leaves objects behind; the rerun
-    removes them, finishes, and leaves everything else in the bucket alone."""
+    """Killed (SIGKILL) while chunks are staged, the run leaves objects (and unfinished
+    uploads) behind; the rerun removes them, finishes, and leaves everything else in the bucket
+    alone."""
     slow = serve(limits=InputLimits(allow_local_urls=True), latency_ms=700)
     bucket = moto.bucket()
     s3 = moto.client()
@@ -303,9 +304,14 @@ def test_sigkill_mid_run_then_a_rerun_leaves_the_bucket_clean(
     first.wait()
     ours = [k for k in moto.keys(bucket, "stage/") if "other-run" not in k]
     assert ours, "the killed run left nothing staged"
+    folder = ours[0].rsplit("/", 1)[0]  # stage/VIDEO_ID/<the --out folder's hash>
+    for key in (f"{folder}/chunk-cut-short.mp4", "stage/other-run/big.mp4"):
+        s3.create_multipart_upload(Bucket=bucket, Key=key)  # as a kill mid-upload leaves one
     done = run_cli(*args, env=env)
     assert done.returncode == 0, done.stderr
     assert moto.keys(bucket) == ["keep.txt", "stage/other-run/keep.mp4"]
+    unfinished = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u["Key"] for u in unfinished] == ["stage/other-run/big.mp4"]
 
 
 def test_download_failures_mean_a_fresh_url_and_messages_hide_signatures() -> None:

@@ -77,7 +77,9 @@ class Stager:
             log.warning("%s", s3.failure(exc, "could not remove the staged chunk", name))
 
     def clear(self, prefix: S3Name) -> int:
-        """Remove every object under `prefix` (a folder: it ends at a '/'); how many."""
+        """Remove every object under `prefix` (a folder: it ends at a '/'), and the parts of
+        uploads a killed run left unfinished there (never listed, but stored); how many
+        objects."""
         folder = prefix.key.rstrip("/") + "/"
         removed = 0
         try:
@@ -89,9 +91,18 @@ class Stager:
                     self.client.delete_objects(Bucket=prefix.bucket,
                                                Delete={"Objects": keys, "Quiet": True})
                     removed += len(keys)
+            self._abort_uploads(prefix.bucket, folder)
         except Exception as exc:
             log.warning("%s", s3.failure(exc, "could not clear staged chunks under", prefix))
         return removed
+
+    def _abort_uploads(self, bucket: str, folder: str) -> None:
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=folder)
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                self.client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
+                                                   UploadId=upload["UploadId"])
 
 
 def presign(client: Any, name: S3Name, seconds: float) -> str:
