@@ -4,9 +4,10 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 SAMPLE := sample_videos/demo-720p.mp4
 
-.PHONY: install ffmpeg chromium demo test lint typecheck bench clean
+NODE   := tests/node
+.PHONY: install ffmpeg chromium node demo test lint typecheck bench clean
 
-install: ffmpeg chromium $(VENV)/.installed
+install: ffmpeg chromium node $(VENV)/.installed $(NODE)/node_modules/.installed
 
 # Debian's ffmpeg (ffmpeg + ffprobe), installed only when ffprobe is missing.
 ffmpeg:
@@ -21,10 +22,21 @@ chromium:
 	  echo "chromium not found: installing Debian's chromium"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
+# Node.js and npm (Debian's) when missing: the tests run Clarifai's Node.js client.
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm not found: installing Debian's nodejs and npm"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
+
+# Clarifai's Node.js client, pinned by the lock file (its install scripts are not needed).
+$(NODE)/node_modules/.installed: $(NODE)/package.json $(NODE)/package-lock.json
+	cd $(NODE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,sdk]'
 	touch $@
 
 # A 2-minute 720p sample made with lavfi sources (over the 10 MB byte limit); never committed.
@@ -60,7 +72,8 @@ bench: install
 	$(PY) bench/bench_concurrency.py
 	$(PY) bench/bench_batch.py
 	$(PY) bench/bench_report.py
+	$(PY) bench/bench_serve.py
 	$(PY) bench/bench_url.py
 
 clean:
-	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out
+	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out $(NODE)/node_modules

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import io
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from media import ffmpeg, testsrc
+from PIL import Image
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +102,27 @@ def bad_inputs(media_dir: Path, vbr_video: Path) -> dict[str, Path]:
     (empty_dir / "readme.txt").write_text("nothing here")
     return {"missing": bad / "does-not-exist.mp4", "empty": empty, "text": text,
             "truncated": truncated, "audio": audio, "empty_dir": empty_dir}
+
+
+@pytest.fixture(scope="session")
+def png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A plain HTTP server on 127.0.0.1 serving a folder: (folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
 
 
 @pytest.fixture

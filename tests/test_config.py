@@ -5,7 +5,6 @@ help says what each option does, results honour the umask."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -169,7 +168,7 @@ def test_results_honour_the_umask(small_video: Path, tmp_path: Path, umask: int,
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "pipeline", "run", str(small_video), "--out",
                            str(out)], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          preexec_fn=lambda: os.umask(umask))
+                          umask=umask)
     assert done.returncode == 0, done.stderr
     written = [p for p in out.rglob("*") if p.is_file() and ".locks" not in p.parts]
     assert {"summary.json", "timeline.json", "frames.csv"} <= {p.name for p in written}

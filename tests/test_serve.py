@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,6 @@ import pytest
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
-from PIL import Image
 
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Server
@@ -79,27 +74,6 @@ def short_video(media_dir: Path) -> Path:
     if not path.exists():
         media.testsrc(path, seconds=4, size="160x120", rate=10, gop=10)
     return path
-
-
-@pytest.fixture(scope="session")
-def png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 120, 40)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A plain HTTP server on 127.0.0.1 serving a folder: (folder, base URL)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def stub(server: Server) -> service_pb2_grpc.V2Stub:
@@ -295,10 +269,51 @@ def test_faults_are_transient_codes_and_follow_the_seed(serve: Callable[..., Ser
 
 
 def test_other_v2_methods_are_unimplemented(serve: Callable[..., Server]) -> None:
-    """Only PostModelOutputs is served."""
-    with pytest.raises(grpc.RpcError) as caught:
-        stub(serve()).ListModels(service_pb2.ListModelsRequest(), metadata=METADATA, timeout=10)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    """Beyond predicting and the model information, nothing is served: no writes, no search."""
+    server = serve()
+    for call, request in ((stub(server).PostInputs, service_pb2.PostInputsRequest()),
+                          (stub(server).DeleteModel, service_pb2.DeleteModelRequest()),
+                          (stub(server).PostSearches, service_pb2.PostSearchesRequest())):
+        with pytest.raises(grpc.RpcError) as caught:
+            call(request, metadata=METADATA, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_model_information_answers_from_the_embedded_model(
+        serve: Callable[..., Server]) -> None:
+    """GetModel, GetModelType, List* pages: the served model's metadata, Clarifai's codes."""
+    server = serve()
+    v2 = stub(server)
+    found = v2.GetModel(service_pb2.GetModelRequest(model_id=NSFW_ID), metadata=METADATA)
+    assert (found.model.id, found.model.model_type_id, found.model.model_version.id) == (
+        "nsfw-recognition", "visual-classifier", "aa47919c9a8d4d94bfa283121281bcc4")
+    kind = v2.GetModelType(service_pb2.GetModelTypeRequest(model_type_id="visual-classifier"),
+                           metadata=METADATA)
+    assert list(kind.model_type.input_fields) == ["image"]
+    pages = [v2.ListModelConcepts(service_pb2.ListModelConceptsRequest(
+        model_id="nsfw", page=p, per_page=1), metadata=METADATA).concepts for p in (1, 2, 3)]
+    assert [[c.name for c in page] for page in pages] == [["sfw"], ["nsfw"], []]
+    assert not v2.ListModels(service_pb2.ListModelsRequest(page=2), metadata=METADATA).models
+    for request, call in (
+            (service_pb2.GetModelRequest(model_id="nsfw", version_id="nope"), v2.GetModel),
+            (service_pb2.GetModelRequest(model_id="general-image-recognition"), v2.GetModel),
+            (service_pb2.GetModelTypeRequest(model_type_id="text-to-text"), v2.GetModelType)):
+        assert call(request, metadata=METADATA).status.code == \
+            status_code_pb2.MODEL_DOES_NOT_EXIST
+    assert [(r["method"], r["status"]) for r in logged(server)] == [
+        ("GetModel", 10000), ("GetModelType", 10000), ("ListModelConcepts", 10000),
+        ("ListModelConcepts", 10000), ("ListModelConcepts", 10000), ("ListModels", 10000),
+        ("GetModel", 21200), ("GetModel", 21200), ("GetModelType", 21200)]
+
+
+def test_model_information_needs_the_key_too(serve: Callable[..., Server]) -> None:
+    """No key or a wrong one: the same CONN statuses as predicting, and nothing else answered."""
+    v2 = stub(serve())
+    missing = v2.GetModel(service_pb2.GetModelRequest(model_id="nsfw"))
+    assert missing.status.code == status_code_pb2.CONN_KEY_NOT_FOUND and not missing.model.id
+    wrong = v2.ListConcepts(service_pb2.ListConceptsRequest(),
+                            metadata=(("authorization", "Key nope"),))
+    assert wrong.status.code == status_code_pb2.CONN_KEY_INVALID and not wrong.concepts
 
 
 def test_sigterm_stops_the_server_cleanly_after_requests_in_flight(png: bytes,

@@ -33,11 +33,15 @@ class EmbeddedModel:
     id: str
     name: str
     concepts: tuple[tuple[str, str], ...]  # (concept id, concept name), in model output order
+    version_id: str  # the model version it answers as (`serve` reports it)
+    model_type_id: str = "visual-classifier"
 
 
-# open_nsfw outputs [sfw, nsfw]; the concept ids are those of Clarifai's NSFW model.
+# open_nsfw outputs [sfw, nsfw]; the concept ids are those of Clarifai's NSFW model, the version
+# id the one Clarifai's public examples call (.../nsfw-recognition/versions/aa47.../outputs).
 NSFW = EmbeddedModel("nsfw", ALIASES["nsfw"], "nsfw-recognition",
-                     (("ai_RT20lm2Q", "sfw"), ("ai_KxzHKtPl", "nsfw")))
+                     (("ai_RT20lm2Q", "sfw"), ("ai_KxzHKtPl", "nsfw")),
+                     version_id="aa47919c9a8d4d94bfa283121281bcc4")
 EMBEDDED: dict[str, EmbeddedModel] = {"nsfw": NSFW}
 
 

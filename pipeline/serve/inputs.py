@@ -200,13 +200,32 @@ def predict_image(data: bytes, model: EmbeddedModel) -> list[resources_pb2.Conce
     try:
         frame = embedded.image_to_frame(data)
     except UnidentifiedImageError:
-        raise RejectedInputError("cannot decode the image: not an image format this server "
-                                 "reads (JPEG, PNG, WebP, GIF, BMP, TIFF)",
-                                 code=codes.INPUT_UNSUPPORTED_FORMAT) from None
+        raise RejectedInputError(_not_an_image(data), code=codes.INPUT_UNSUPPORTED_FORMAT) \
+            from None
     except Exception as exc:  # Pillow raises many types for damaged data
         raise RejectedInputError(f"cannot decode the image: it is damaged ({type(exc).__name__})",
                                  code=codes.INPUT_UNSUPPORTED_FORMAT) from None
     return concepts(model, embedded.shared(model).scores([frame])[0])
+
+
+def _not_an_image(data: bytes) -> str:
+    """Clarifai's SDK sends a video as an image when called without input_type (the model type
+    of a classifier lists only "image"): say so, rather than guess which one the caller meant."""
+    if looks_like_video(data):
+        return ("cannot decode the image: these bytes are a video; send it as a video "
+                "(data.video; in Clarifai's Python SDK, input_type=\"video\")")
+    return "cannot decode the image: not an image format this server reads (JPEG, PNG, WebP, " \
+        "GIF, BMP, TIFF)"
+
+
+def looks_like_video(data: bytes) -> bool:
+    """MP4/MOV (but not the AVIF/HEIF stills of the same box format), Matroska/WebM, AVI,
+    MPEG-TS, told by their first bytes."""
+    if data[4:8] == b"ftyp":
+        return data[8:11] not in (b"avi", b"hei", b"mif", b"hev")
+    if data[:4] == b"RIFF":
+        return data[8:12] == b"AVI "
+    return data[:4] == b"\x1a\x45\xdf\xa3" or data[0:1] == data[188:189] == b"\x47"
 
 
 def _scores(decoded: Sequence[np.ndarray], model: EmbeddedModel) -> np.ndarray:

@@ -12,9 +12,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import grpc
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
@@ -23,7 +24,9 @@ from clarifai_grpc.grpc.api.status import status_pb2
 
 from pipeline.backends import models
 from pipeline.errors import BackendError
+from pipeline.serve import catalog
 from pipeline.serve import inputs as serve_inputs
+from pipeline.serve.catalog import NotServed, status
 from pipeline.serve.inputs import InputLimits
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 # RESOURCE_EXHAUSTED (a default grpc.server refuses anything over 4 MiB).
 MAX_MESSAGE = 512 * 1024 * 1024
 DEFAULT_SAMPLE_MS = 1000
+Request = TypeVar("Request")
+Response = TypeVar("Response")
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,9 @@ class _RequestLog:
             self._fh.close()
 
 
-def _status(code: int, description: str = "") -> status_pb2.Status:
-    return status_pb2.Status(code=code, description=description or codes.StatusCode.Name(code))
-
-
 class Servicer(service_pb2_grpc.V2Servicer):
-    """PostModelOutputs only; every other V2 method stays UNIMPLEMENTED."""
+    """PostModelOutputs, and the model information Clarifai's SDKs read before predicting
+    (`catalog`); every other V2 method stays UNIMPLEMENTED."""
 
     def __init__(self, config: ServeConfig, stopping: threading.Event) -> None:
         self.config = config
@@ -143,7 +145,8 @@ class Servicer(service_pb2_grpc.V2Servicer):
                          context: grpc.ServicerContext) -> service_pb2.MultiOutputResponse:
         arrived = time.monotonic()
         entry: dict[str, Any] = {
-            "time": round(time.time(), 6), "model": request.model_id,
+            "time": round(time.time(), 6), "method": "PostModelOutputs",
+            "model": request.model_id,
             "kind": ",".join(serve_inputs.kind(i) for i in request.inputs) or "none",
             "size_bytes": sum(_size(i) for i in request.inputs), "fault": None}
         answer = self._answer(request, context, entry)
@@ -158,24 +161,81 @@ class Servicer(service_pb2_grpc.V2Servicer):
         self.log.write(entry)
         return answer
 
+    # -- model information, read by Clarifai's SDKs before they predict (`catalog`) ----------
+    def GetModel(self, request: service_pb2.GetModelRequest,  # noqa: N802
+                 context: grpc.ServicerContext) -> service_pb2.SingleModelResponse:
+        return self._lookup(request, context, catalog.get_model,
+                            service_pb2.SingleModelResponse)
+
+    def GetModelVersion(self, request: service_pb2.GetModelVersionRequest,  # noqa: N802
+                        context: grpc.ServicerContext) -> service_pb2.SingleModelVersionResponse:
+        return self._lookup(request, context, catalog.get_model_version,
+                            service_pb2.SingleModelVersionResponse)
+
+    def ListModelVersions(self, request: service_pb2.ListModelVersionsRequest,  # noqa: N802
+                          context: grpc.ServicerContext,
+                          ) -> service_pb2.MultiModelVersionResponse:
+        return self._lookup(request, context, catalog.list_model_versions,
+                            service_pb2.MultiModelVersionResponse)
+
+    def GetModelType(self, request: service_pb2.GetModelTypeRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> service_pb2.SingleModelTypeResponse:
+        return self._lookup(request, context, catalog.get_model_type,
+                            service_pb2.SingleModelTypeResponse)
+
+    def ListModels(self, request: service_pb2.ListModelsRequest,  # noqa: N802
+                   context: grpc.ServicerContext) -> service_pb2.MultiModelResponse:
+        return self._lookup(request, context, catalog.list_models,
+                            service_pb2.MultiModelResponse)
+
+    def ListModelConcepts(self, request: service_pb2.ListModelConceptsRequest,  # noqa: N802
+                          context: grpc.ServicerContext) -> service_pb2.MultiConceptResponse:
+        return self._lookup(request, context, catalog.list_model_concepts,
+                            service_pb2.MultiConceptResponse)
+
+    def ListConcepts(self, request: service_pb2.ListConceptsRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> service_pb2.MultiConceptResponse:
+        return self._lookup(request, context, catalog.list_concepts,
+                            service_pb2.MultiConceptResponse)
+
+    def _lookup(self, request: Request, context: grpc.ServicerContext,
+                answer: Callable[[Request], Response], empty: Callable[..., Response],
+                ) -> Response:
+        """The key check, the catalog's answer, one request-log line. Faults and latency stay
+        with PostModelOutputs: they stand for the model's work."""
+        began = time.time()
+        refused = self._check_key(context)
+        response: Any
+        try:
+            response = empty(status=refused) if refused is not None else answer(request)
+        except NotServed as exc:
+            response = empty(status=exc.status)
+        self.log.write({
+            "time": round(began, 6), "method": type(request).__name__.removesuffix("Request"),
+            "model": getattr(request, "model_id", ""), "kind": "none", "size_bytes": 0,
+            "fault": None, "status": int(response.status.code),
+            "seconds": round(time.time() - began, 6)})
+        return response
+
     def _answer(self, request: service_pb2.PostModelOutputsRequest,
                 context: grpc.ServicerContext, entry: dict[str, Any],
                 ) -> service_pb2.MultiOutputResponse | Fault:
         refused = self._check_key(context)
         if refused is not None:
             return service_pb2.MultiOutputResponse(status=refused)
+        if any("_method_name" in i.data.metadata.fields for i in request.inputs):
+            return _no_signatures()
         fault = self._faults.draw()
         if fault is not None:
             entry["fault"] = fault.label
             return fault if isinstance(fault.code, grpc.StatusCode) else _fault_response(fault)
-        model = models.embedded(request.model_id)
-        if model is None:
-            return service_pb2.MultiOutputResponse(status=_status(
-                codes.MODEL_DOES_NOT_EXIST, f"Model does not exist: {request.model_id!r} "
-                f"(this server has: {', '.join(sorted(_served_ids()))})"))
+        try:
+            model = catalog.find(request.model_id)
+        except NotServed as exc:
+            return service_pb2.MultiOutputResponse(status=exc.status)
         sample_ms = _sample_ms(request)
         if not 100 <= sample_ms <= 60_000:
-            return service_pb2.MultiOutputResponse(status=_status(
+            return service_pb2.MultiOutputResponse(status=status(
                 codes.MODEL_INVALID_ARGUMENT, f"sample_ms must be 100..60000, not {sample_ms}"))
         outputs = [self._output(i, model, sample_ms) for i in request.inputs]
         return service_pb2.MultiOutputResponse(status=_overall(outputs), outputs=outputs)
@@ -185,10 +245,10 @@ class Servicer(service_pb2_grpc.V2Servicer):
             return None
         sent = dict(context.invocation_metadata()).get("authorization", "")
         if not sent:
-            return _status(codes.CONN_KEY_NOT_FOUND, "API key not found: send metadata "
+            return status(codes.CONN_KEY_NOT_FOUND, "API key not found: send metadata "
                            "'authorization: Key <KEY>'")
         if not hmac.compare_digest(str(sent).encode(), f"Key {self.config.api_key}".encode()):
-            return _status(codes.CONN_KEY_INVALID, "Invalid API key or Invalid API key/"
+            return status(codes.CONN_KEY_INVALID, "Invalid API key or Invalid API key/"
                            "application pair")
         return None
 
@@ -202,13 +262,15 @@ class Servicer(service_pb2_grpc.V2Servicer):
     def _output(self, item: resources_pb2.Input, model: models.EmbeddedModel,
                 sample_ms: int) -> resources_pb2.Output:
         out = resources_pb2.Output(id=f"out-{time.time_ns():x}", input=resources_pb2.Input(
-            id=item.id), model=resources_pb2.Model(id=model.id, name=model.name))
+            id=item.id), model=resources_pb2.Model(id=model.id, name=model.name,
+                                                   model_version=resources_pb2.ModelVersion(
+                                                       id=model.version_id)))
         try:
             self._predict(item, model, sample_ms, out)
         except BackendError as exc:
-            out.status.CopyFrom(_status(serve_inputs.check(exc), str(exc)))
+            out.status.CopyFrom(status(serve_inputs.check(exc), str(exc)))
             return out
-        out.status.CopyFrom(_status(codes.SUCCESS, "Ok"))
+        out.status.CopyFrom(status(codes.SUCCESS, "Ok"))
         return out
 
     def _predict(self, item: resources_pb2.Input, model: models.EmbeddedModel, sample_ms: int,
@@ -226,8 +288,14 @@ def _size(item: resources_pb2.Input) -> int:
     return len(data.video.base64) + len(data.image.base64)
 
 
-def _served_ids() -> set[str]:
-    return {m.id for m in models.EMBEDDED.values()} | set(models.EMBEDDED)
+def _no_signatures() -> service_pb2.MultiOutputResponse:
+    """The SDK's Model, asked for an attribute it lacks (a typo, `hasattr`), probes for Python
+    method signatures with an input carrying `_method_name`. INPUT_UNSUPPORTED_FORMAT is what
+    it expects from a model that has none: it then raises its own clear message after this one
+    request (any other answer costs a second request and a confusing error)."""
+    return service_pb2.MultiOutputResponse(status=status(
+        codes.INPUT_UNSUPPORTED_FORMAT, "this model has no method signatures (not a Python "
+        "model): use predict_by_bytes, predict_by_url or predict(inputs=[...])"))
 
 
 def _sample_ms(request: service_pb2.PostModelOutputsRequest) -> int:
@@ -244,17 +312,17 @@ def _overall(outputs: list[resources_pb2.Output]) -> status_pb2.Status:
         return outputs[0].status
     ok = sum(1 for o in outputs if o.status.code == codes.SUCCESS)
     if ok == len(outputs):
-        return _status(codes.SUCCESS, "Ok")
-    return _status(codes.MIXED_STATUS if ok else codes.FAILURE)
+        return status(codes.SUCCESS, "Ok")
+    return status(codes.MIXED_STATUS if ok else codes.FAILURE)
 
 
 def _fault_response(fault: Fault) -> service_pb2.MultiOutputResponse:
     assert isinstance(fault.code, int)
-    injected = _status(fault.code, f"injected fault: {codes.StatusCode.Name(fault.code)}")
+    injected = status(fault.code, f"injected fault: {codes.StatusCode.Name(fault.code)}")
     if not fault.per_output:
         return service_pb2.MultiOutputResponse(status=injected)
     return service_pb2.MultiOutputResponse(
-        status=_status(codes.SUCCESS, "Ok"), outputs=[resources_pb2.Output(status=injected)])
+        status=status(codes.SUCCESS, "Ok"), outputs=[resources_pb2.Output(status=injected)])
 
 
 class Server:
@@ -285,8 +353,8 @@ class Server:
             raise OSError(f"cannot listen on {address}: in use, or not an address of this "
                           "machine")
         self._server.start()
-        log.info("serving clarifai.api.V2/PostModelOutputs on %s:%d", self.config.host,
-                 self.port)
+        log.info("serving clarifai.api.V2 (PostModelOutputs, model information) on %s:%d",
+                 self.config.host, self.port)
         return self.port
 
     def stop(self, grace: float = 5.0) -> None:
