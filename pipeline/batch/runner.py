@@ -23,11 +23,12 @@ from typing import Any
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
 from pipeline.batch import inputs
+from pipeline.batch.context import HOUR, Context
 from pipeline.batch.identity import video_id
 from pipeline.batch.stopping import StopCheck
 from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.summary import Outcome, Status, failed, write_summary
-from pipeline.batch.video import HOUR, Context, VideoJob
+from pipeline.batch.video import VideoJob
 from pipeline.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from pipeline.output.files import prepare_out
 from pipeline.send.s3 import S3Name

@@ -7,63 +7,26 @@ the video's Outcome (an auth failure too; the runner stops the run on it)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
-import tempfile
 import time
 from concurrent.futures import CancelledError, Executor, Future
-from pathlib import Path
 
 from pipeline import segment
-from pipeline.backends import Backend
-from pipeline.batch import download, identity
-from pipeline.batch import remote as remote_source
+from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
 from pipeline.batch.locks import VideoLock
-from pipeline.batch.remote import Remote
-from pipeline.batch.stopping import StopCheck
-from pipeline.batch.store import RunKey, VideoStore
+from pipeline.batch.origin import Origin
+from pipeline.batch.store import VideoStore
 from pipeline.batch.summary import Outcome, Status, failed
 from pipeline.errors import AuthError, InputError, Interrupted, LockedError
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
-from pipeline.probe import probe
-from pipeline.send.media import ChunkMedia
-from pipeline.send.s3 import S3Name
-from pipeline.send.senders import (
-    BytesSender,
-    Lifetime,
-    ReferenceSender,
-    Sender,
-    StagingSender,
-)
-from pipeline.send.stage import Stager
-from pipeline.settings import Settings
+from pipeline.send.senders import ReferenceSender, Sender
 from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
 log = logging.getLogger(__name__)
 
 HOUR = 3600.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What every video of a run shares."""
-
-    settings: Settings
-    out: Path
-    backend: Backend
-    stop: StopCheck
-    key: RunKey
-    stager: Stager | None = None  # URL mode with --stage
-    lifetime: Lifetime = lambda chunk, made: HOUR  # how long a URL sent must stay valid
-
-    def staging_folder(self, video_id: str) -> S3Name:
-        """Where this video's chunks are staged for this output folder: a rerun finds (and
-        clears) what an earlier run left there; no other run or video shares it."""
-        assert self.stager is not None
-        tag = hashlib.sha256(str(self.out.resolve()).encode()).hexdigest()[:10]
-        return self.stager.place.child(video_id, tag)
 
 
 class VideoJob:
@@ -77,10 +40,13 @@ class VideoJob:
         self.info: VideoInfo | None = None
         self.chunks: list[Chunk] = []
         self.futures: dict[int, Future[ChunkResult]] = {}
-        self.sender: Sender = BytesSender(ChunkMedia(None))
+        self.origin = Origin(source, ctx)
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
-        self._download: str | None = None
+
+    @property
+    def sender(self) -> Sender:
+        return self.origin.sender
 
     # -- up to the pool --------------------------------------------------------------------
     def start(self, pool: Executor) -> Outcome | None:
@@ -99,77 +65,17 @@ class VideoJob:
     def _prepare(self) -> Outcome | None:
         if self.source.error:
             return failed(self.shown, self.source.error)
-        remote = self._resolve()
-        video_id = self._identify(remote)
+        video_id = self.origin.identify()
         self.store = store = VideoStore(self.ctx.out, video_id, self.ctx.key,
                                         self.ctx.settings.outputs)
         self.outcome = self.outcome.but(id=video_id)
         held = self._lock_unless_done(store)
         if held is not None:
             return held
-        self.info = self._probe(remote, video_id)
+        self.info = self.origin.probe(video_id)
         self.sender.sweep()  # what a run that crashed left staged for this video
         self.chunks = self._chunks(self.info, store)
         return None
-
-    def _resolve(self) -> Remote | None:
-        """A URL source's size and version (no download); None for a local file."""
-        if not self.source.is_url:
-            return None
-        settings = self.ctx.settings
-        return remote_source.resolve(self.source.path, endpoint_url=settings.s3_endpoint_url,
-                                     timeout=settings.download_timeout)
-
-    def _identify(self, remote: Remote | None) -> str:
-        if remote is not None:
-            where = None if remote.name else remote.shown
-            return identity.remote_id(remote.file_name, remote.size, remote.version,
-                                      where=where)
-        if not Path(self.source.path).is_file():
-            probe(self.source.path, scan=False)  # raises the InputError that says what is wrong
-        return identity.video_id(self.source.path)
-
-    def _probe(self, remote: Remote | None, video_id: str) -> VideoInfo:
-        """The source probed, and how its chunks travel: a URL source that fits as it is goes
-        by reference; anything else is cut here (a URL source downloaded once) and sent as
-        bytes, or staged (URL mode)."""
-        settings = self.ctx.settings
-        if remote is not None and settings.sends_urls:
-            info = self._by_reference(remote)
-            if info is not None:
-                self.sender = ReferenceSender(remote.reference, self.ctx.lifetime, remote.shown)
-                return info
-            if self.ctx.stager is None:
-                raise InputError(self.shown, "does not fit the URL limits as it is (an MP4 or "
-                                 "MOV within them), and --mode url has no --stage to put its "
-                                 "chunks in")
-        local = self._fetch(remote) if remote is not None else self.source.path
-        info = probe(local, keep_audio=settings.keep_audio)
-        media = ChunkMedia(info.table)
-        self.sender = (StagingSender(media, self.ctx.stager, self.ctx.staging_folder(video_id),
-                                     self.ctx.lifetime, keep=settings.keep_staged)
-                       if settings.sends_urls and self.ctx.stager is not None
-                       else BytesSender(media))
-        return info
-
-    def _by_reference(self, remote: Remote) -> VideoInfo | None:
-        """The source's VideoInfo if it can be sent as it is (read from its MP4 index by ranged
-        reads); None if it must be cut."""
-        limits = self.ctx.key.limits
-        if remote.size > limits.max_bytes:
-            return None
-        info = remote.probe()
-        log.debug("%s: probed by ranged reads (%d bytes)", self.shown, remote.read_bytes)
-        if info is None or not segment.fits_whole(info, limits) or not segment.copyable(info):
-            return None
-        return info
-
-    def _fetch(self, remote: Remote) -> str:
-        """The whole URL source, streamed once to a temporary folder."""
-        self._download = tempfile.mkdtemp(prefix="video-pipeline-dl-")
-        settings = self.ctx.settings
-        return remote.fetch_to(self._download, max_bytes=settings.download_max_bytes,
-                               timeout=settings.download_timeout)
 
     def _lock_unless_done(self, store: VideoStore) -> Outcome | None:
         """Take the video's lock; a skipped outcome instead if it is done or another run has it.
@@ -313,5 +219,4 @@ class VideoJob:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        download.remove_quietly(self._download)
-        self._download = None
+        self.origin.release()
