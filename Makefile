@@ -73,6 +73,7 @@ bench: install
 	$(PY) bench/bench_batch.py
 	$(PY) bench/bench_report.py
 	$(PY) bench/bench_serve.py
+	$(PY) bench/bench_url.py
 
 clean:
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out $(NODE)/node_modules

@@ -59,7 +59,8 @@ def main() -> None:
             [args.python, "-m", "pipeline", "run", str(src), "--out", str(out), "--backend",
              "clarifai", "--insecure", "--api-base", f"127.0.0.1:{server.port}",
              "--sample-ms", args.sample_ms, "--no-progress"],
-            env={**os.environ, "CLARIFAI_PAT": KEY}, capture_output=True, text=True)
+            env={**os.environ, "CLARIFAI_PAT": KEY}, capture_output=True, text=True,
+            cwd=Path(args.python).absolute().parents[2])  # that checkout's own `pipeline`
         done.set()
         watcher.join()
     assert run.returncode == 0, run.stderr

@@ -98,6 +98,16 @@ class OverLimitError(BackendError):
     """Raised when the API says a chunk is too large or too long; the chunk is re-split smaller."""
 
 
+class FetchFailedError(TransientBackendError):
+    """Raised when the API could not download a URL input (expired, refused, too slow for its
+    own download timeout); the chunk gets a fresh URL (staged again) and is retried."""
+
+
+class StagingError(PipelineError):
+    """Raised when object storage refuses to upload, read or sign an object; that video fails
+    (the message names s3://bucket/key, never a credential or a presigned URL)."""
+
+
 class LockedError(PipelineError):
     """Raised when another run holds the lock on a video's output folder."""
 

@@ -6,7 +6,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, BinaryIO
 
 import ffmpeg
 
@@ -24,6 +24,10 @@ from pipeline.types import (
 
 # Containers that ffprobe reads as a single still image, not a video.
 _IMAGE_FORMATS = ("image2", "_pipe", "gif")
+# What ffprobe calls the MP4/MOV family, and the codecs of the sample entries it holds.
+MP4_CONTAINER = "mov,mp4,m4a,3gp,3g2,mj2"
+_SAMPLE_ENTRY_CODECS = {b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc",
+                        b"mp4v": "mpeg4", b"av01": "av1", b"vp09": "vp9"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,34 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
     duration_ms = to_ms(packets.end - packets.origin)
     return VideoInfo(info.path, info.size_bytes, duration_ms or info.duration_ms, info.container,
                      info.bit_rate, info.streams, packets, table)
+
+
+def probe_mp4(fh: BinaryIO, size: int, name: str) -> VideoInfo | None:
+    """An MP4/MOV's VideoInfo from its boxes alone, read through `fh` (for an object in storage,
+    ranged reads: box headers and `moov`, none of the media data); None for anything else,
+    which then needs the whole file. No ffprobe: over HTTP it asks for open-ended ranges and
+    drops them once it has enough, so far more crosses the wire than it reads."""
+    tables = mp4read.tables_in(fh)
+    if not tables:
+        return None
+    index, table = min(tables.items())
+    if table.data_end > size:
+        raise InputError(name, f"truncated: its index refers to {table.data_end} bytes but the "
+                               f"object has {size}")
+    if not len(table.sizes):
+        raise InputError(name, "has a video stream but no video frames")
+    scan = PacketScan(table.packets, time_base=Fraction(1, table.timescale))
+    duration = scan.end - scan.origin
+    stream = StreamInfo(
+        index=index, kind="video", codec=_SAMPLE_ENTRY_CODECS.get(table.stsd[12:16], "unknown"),
+        time_base=Fraction(1, table.timescale), width=_u16(table.stsd, 40),
+        height=_u16(table.stsd, 42), frame_rate=len(table.sizes) / duration if duration else None,
+        duration_ms=to_ms(duration), frame_count=len(table.sizes))
+    return VideoInfo(name, size, to_ms(duration), MP4_CONTAINER, None, (stream,), scan, table)
+
+
+def _u16(data: bytes, offset: int) -> int | None:
+    return int.from_bytes(data[offset:offset + 2], "big") if len(data) >= offset + 2 else None
 
 
 def _ffprobe(path: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pipeline.errors import ConfigError
 from pipeline.output.exports import EXPORTS, Outputs
 from pipeline.output.segments import Rules
+from pipeline.send.s3 import S3Name
 from pipeline.types import Limits, Mode
 
 BACKENDS = ("local", "clarifai")
@@ -42,6 +43,11 @@ class Settings:
     progress: bool = True
     dask: str | None = None
     lock_wait: float = 0.0  # seconds to wait for a video another run is working on; 0: skip it
+    # URL mode: where chunks are staged (s3://bucket/prefix), the storage endpoint (None:
+    # boto3's own settings, AWS_ENDPOINT_URL included), and whether staged chunks are kept.
+    stage: str | None = None
+    s3_endpoint_url: str | None = None
+    keep_staged: bool = False
     # Outputs: segment rules (None: a gap of one sample), exports, report.html.
     min_confidence: float = 0.5
     max_gap_ms: int | None = None
@@ -79,10 +85,23 @@ class Settings:
             raise ConfigError(f"--export: unknown export {', '.join(unknown)}")
         _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
+        if self.stage is not None:
+            S3Name.parse(self.stage)
+        if self.s3_endpoint_url is not None and not self.s3_endpoint_url.lower().startswith(
+                ("http://", "https://")):
+            raise ConfigError("--s3-endpoint-url takes an http(s) URL, not "
+                              f"{self.s3_endpoint_url!r}")
 
     @property
     def limits(self) -> Limits:
         return Limits.for_mode(self.mode, self.max_bytes, self.max_seconds)
+
+    @property
+    def sends_urls(self) -> bool:
+        """Requests carry URLs the API fetches (URL mode, to an API; the local backend reads
+        chunks where they are, so for it URL mode only sets the limits; frames' images always
+        travel as bytes)."""
+        return self.mode == "url" and self.backend == "clarifai" and self.strategy != "frames"
 
     @property
     def outputs(self) -> Outputs:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -273,15 +273,19 @@ class Chunk:
 @dataclass(frozen=True, repr=False)
 class Media:
     """What one request carries for a chunk: a file where it lies, bytes built in memory, or a
-    URL that the API fetches itself."""
+    URL that the API fetches itself. A URL comes with `label`, the name messages use for it
+    (s3://bucket/key, or the URL without its query string), and may come with `refresh`, which
+    stages it again if need be and returns a fresh URL (the API could not fetch the first)."""
 
     path: str | None = None
     data: bytes | None = None
     url: str | None = None
+    label: str | None = None
+    refresh: Callable[[], str] | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         held = f"{len(self.data)} bytes" if self.data is not None else None
-        return f"Media({self.path or held or 'url'})"  # never a URL's signature
+        return f"Media({self.path or held or self.label or 'url'})"  # never a URL's signature
 
     def read(self) -> bytes:
         """The bytes to send (a file is read whole: chunks are at most a request's size)."""

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from batch_support import (
     cli,
     make_video,
     run_cli,
+    start_serve,
     stop_process,
     summary,
     wait_for,
@@ -36,18 +36,9 @@ def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`video-pipeline serve` on 127.0.0.1 with a key, 300 ms latency and a request log."""
     log = tmp_path_factory.mktemp("serve") / "requests.jsonl"
-    proc = cli("serve", "--port", "0", "--api-key", KEY, "--latency-ms", "300",
-               "--request-log", str(log))
+    proc, port = start_serve("--api-key", KEY, "--latency-ms", "300", "--request-log", str(log))
     try:
-        assert proc.stderr is not None
-        line = ""
-        deadline = time.monotonic() + 30
-        while "serving on" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            assert line or proc.poll() is None, "serve exited before listening"
-        found = re.search(r"serving on [\d.]+:(\d+)", line)
-        assert found, f"serve did not report its port: {line!r}"
-        yield f"127.0.0.1:{found.group(1)}", log
+        yield f"127.0.0.1:{port}", log
     finally:
         stop_process(proc, 10)
 

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pipeline import __version__
 from pipeline._cli import commands, options
@@ -40,7 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and merge the answers into one timeline."))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _media_commands(sub, common)
+    _run_command(sub, common)
+    _report_command(sub, common)
+    from pipeline.serve import cli as serve_cli
+    serve_cli.add_parser(sub, parents=[common])
+    return parser
 
+
+def _media_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """probe, plan and split: one video, nothing sent."""
     p = sub.add_parser("probe", parents=[common],
                        help="what a video holds, and whether it fits each mode")
     p.add_argument("video")
@@ -59,9 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the chunk files")
     options.add_all(p, options.LIMITS)
 
+
+def _run_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="the main job: probe, split, predict, merge")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files, folders, manifests (.txt, .csv, .jsonl), http(s) URLs")
+                   help="video files, folders, manifests (.txt, .csv, .jsonl), http(s) URLs, "
+                        "s3://BUCKET/KEY objects")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="results folder: DIR/summary.json and DIR/VIDEO_ID/timeline.json; "
                         "never read as an input")
@@ -71,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_all(p, options.SEGMENTS)
     options.add_all(p, options.OUTPUTS)
 
+
+def _report_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", parents=[common], help=(
         "a self-contained HTML page of one video's results (DIR/VIDEO_ID), or of the whole "
         "batch (DIR)"))
@@ -82,10 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the chart alone as a PNG (a video only; with --png and "
                         "no --html, only the chart)")
     options.add_all(p, options.SEGMENTS)
-
-    from pipeline.serve import cli as serve_cli
-    serve_cli.add_parser(sub, parents=[common])
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -106,8 +106,8 @@ LOG_FORMAT = Option("--log-format", one_of("text", "json"), "text",
 
 LIMITS = (
     Option("--mode", one_of("bytes", "url"), "bytes",
-           "which request limits apply: bytes (10 MB) or url (80 MB), both 600 s "
-           "(default bytes)", metavar="bytes|url"),
+           "bytes: chunks sent in the request (10 MB); url: chunks staged (--stage) and sent "
+           "as presigned URLs (80 MB); both 600 s (default bytes)", metavar="bytes|url"),
     Option("--max-bytes", whole_number, None,
            "largest chunk in bytes (default: the mode's limit)", metavar="N"),
     Option("--max-seconds", number, None, "longest chunk in seconds (default 600)",
@@ -186,6 +186,15 @@ RUN = (
     Option("--dask", text, None, "run each video as a task on a Dask cluster (tcp://HOST:8786), "
            "or on a local one of N worker processes; --out must be shared storage "
            "(default: off)", metavar="ADDRESS|local[:N]"),
+    Option("--stage", text, None, "URL mode: where chunks are uploaded for the API to fetch "
+           "by presigned URL, s3://BUCKET/PREFIX (endpoint and credentials: the standard AWS "
+           "settings; default: none, so only URL sources that fit as they are can be sent)",
+           metavar="s3://BUCKET/PREFIX"),
+    Option("--s3-endpoint-url", text, None, "S3-compatible endpoint for --stage and s3:// "
+           "inputs, e.g. http://127.0.0.1:9000 for MinIO (default: AWS_ENDPOINT_URL, else "
+           "AWS S3)", metavar="URL"),
+    Option("--keep-staged", yes_no, False, "keep staged chunks in the bucket (default: each "
+           "is deleted once its result is saved)", switch=True),
     Option("--lock-wait", number, 0.0, "seconds to wait for a video another run is working on "
            "(default 0: skip it and say so)", metavar="SECONDS"),
 )

@@ -7,6 +7,7 @@ through a whole retry schedule, every later request fails at once with the same 
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -18,6 +19,7 @@ from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_pb2
 
+from pipeline import redact
 from pipeline.backends import models
 from pipeline.backends.clarifai_status import (
     SUCCESS,
@@ -32,7 +34,9 @@ from pipeline.errors import (
     AuthError,
     BackendError,
     ConfigError,
+    FetchFailedError,
     OverLimitError,
+    RejectedInputError,
     TransientBackendError,
     UnreachableError,
 )
@@ -40,6 +44,7 @@ from pipeline.sampling import global_grid
 from pipeline.settings import Settings
 from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo, to_ms
 
+log = logging.getLogger(__name__)
 _TIMEOUT = "DEADLINE_EXCEEDED"
 NO_KEY = ("no Clarifai key: set the CLARIFAI_PAT environment variable to a personal access "
           "token (Clarifai: Settings > Secrets), e.g. `export CLARIFAI_PAT=...`")
@@ -110,7 +115,8 @@ class ClarifaiBackend:
         self._channel = open_channel(api_base, insecure)
         self._stub = service_pb2_grpc.V2Stub(self._channel)
         self._limiter = RateLimiter(rate_limit, sleep=sleep)
-        self._retrying = policy(retry, sleep=sleep, rng=rng)
+        self._retry = retry or RetryConfig()
+        self._retrying = policy(self._retry, sleep=sleep, rng=rng)
         self._deadline = deadline or Deadline()
         self._key_ok = threading.Event()
         self._first = threading.Lock()
@@ -138,12 +144,16 @@ class ClarifaiBackend:
     def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
         """A video chunk's frames on the chunk's clock; a frames batch's (one image an instant)
         on the source's."""
-        request = self._request(media, sample_ms)
+        what = f"chunk {chunk.index}" + (f" ({media.label})" if media.label else "")
+        request = _Request(lambda url: self._request(media, sample_ms, url), media, what)
         tries: list[str | int | None] = []  # the error code of each failed attempt
 
         def attempt() -> tuple[Frame, ...]:
             try:
-                return self._attempt(chunk, request)
+                return self._attempt(what, chunk, request.get())
+            except FetchFailedError as exc:
+                tries.append(exc.code)
+                raise request.fetch_failed(exc) from None
             except BackendError as exc:
                 tries.append(exc.code)
                 raise
@@ -161,14 +171,21 @@ class ClarifaiBackend:
                                len(tries) + 1, clock="source")
         return ChunkResult(chunk.index, frames, len(tries) + 1)
 
-    def _request(self, media: Media, sample_ms: int) -> service_pb2.PostModelOutputsRequest:
+    def url_lifetime(self, chunk: Chunk, made: int = 0) -> float:
+        """Seconds a URL sent for `chunk` must stay valid: its wait for a turn (the first
+        request, or one call's deadline), every retry the policy allows, the last call's
+        deadline, and a minute to spare."""
+        return self._retry.max_seconds + 2 * self._deadline.for_chunk(chunk) + 60
+
+    def _request(self, media: Media, sample_ms: int, url: str | None,
+                 ) -> service_pb2.PostModelOutputsRequest:
         config = resources_pb2.OutputInfo(
             output_config=resources_pb2.OutputConfig(sample_ms=sample_ms))
         if media.images is not None:  # a frames batch: one image input per instant
             inputs = [resources_pb2.Input(data=resources_pb2.Data(
                 image=resources_pb2.Image(base64=image))) for image in media.images]
         else:
-            video = (resources_pb2.Video(url=media.url) if media.url
+            video = (resources_pb2.Video(url=url) if url
                      else resources_pb2.Video(base64=media.read()))
             inputs = [resources_pb2.Input(data=resources_pb2.Data(video=video))]
         return service_pb2.PostModelOutputsRequest(
@@ -192,7 +209,7 @@ class ClarifaiBackend:
             return self._down
         return exc
 
-    def _attempt(self, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
+    def _attempt(self, what: str, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
                  ) -> tuple[Frame, ...]:
         """One request. Until one answer has shown the key works, requests go one at a time."""
         self._stop_if_refused()
@@ -200,13 +217,13 @@ class ClarifaiBackend:
             with self._first:
                 self._stop_if_refused()
                 if not self._key_ok.is_set():
-                    return self._first_exchange(chunk, request)
-        return self._exchange(chunk, request)
+                    return self._first_exchange(what, chunk, request)
+        return self._exchange(what, chunk, request)
 
-    def _first_exchange(self, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
-                        ) -> tuple[Frame, ...]:
+    def _first_exchange(self, what: str, chunk: Chunk,
+                        request: service_pb2.PostModelOutputsRequest) -> tuple[Frame, ...]:
         try:
-            frames = self._exchange(chunk, request)
+            frames = self._exchange(what, chunk, request)
         except AuthError as exc:
             self._refused = exc
             raise
@@ -224,7 +241,7 @@ class ClarifaiBackend:
         if self._down is not None:
             raise UnreachableError(str(self._down), code=self._down.code)
 
-    def _exchange(self, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
+    def _exchange(self, what: str, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
                   ) -> tuple[Frame, ...]:
         self._limiter.acquire()
         with self._count:
@@ -233,40 +250,70 @@ class ClarifaiBackend:
             response = self._stub.PostModelOutputs(
                 request, metadata=self._key.metadata(), timeout=self._deadline.for_chunk(chunk))
         except grpc.RpcError as exc:
-            details = self._key.scrub(str(exc.details() or ""))
-            raise rpc_error(exc.code(), f"chunk {chunk.index}", details) from None
-        return self._frames(chunk, response, images=_images_asked(request))
+            details = redact.text(self._key.scrub(str(exc.details() or "")))
+            raise rpc_error(exc.code(), what, details) from None
+        return self._frames(what, response, images=_images_asked(request))
 
     # -- answers -------------------------------------------------------------------------------
-    def _frames(self, chunk: Chunk, response: service_pb2.MultiOutputResponse,
+    def _frames(self, what: str, response: service_pb2.MultiOutputResponse,
                 images: int = 0) -> tuple[Frame, ...]:
         """The frames of a successful answer; any failed status, top-level or per output, raises.
         For `images` image inputs, one frame per output, in order, its time the image's position
         (predict puts it on the clock)."""
         if not response.outputs:
             if response.status.code in SUCCESS_CODES:
-                raise BackendError(f"chunk {chunk.index}: the API answered with no outputs")
-            raise self._status_error(chunk, response.status)
+                raise BackendError(f"{what}: the API answered with no outputs")
+            raise self._status_error(what, response.status)
         for output in response.outputs:
             if output.status.code != SUCCESS:
-                raise self._status_error(chunk, output.status)
+                raise self._status_error(what, output.status)
         if response.status.code not in SUCCESS_CODES:
-            raise self._status_error(chunk, response.status)
+            raise self._status_error(what, response.status)
         if images:
             if len(response.outputs) != images:
-                raise BackendError(f"chunk {chunk.index}: {len(response.outputs)} outputs for "
-                                   f"{images} images")
+                raise BackendError(f"{what}: {len(response.outputs)} outputs for {images} "
+                                   "images")
             return tuple(Frame(i, _concepts(o.data.concepts))
                          for i, o in enumerate(response.outputs))
         return tuple(Frame(int(f.frame_info.time), _concepts(f.data.concepts))
                      for f in response.outputs[0].data.frames)
 
-    def _status_error(self, chunk: Chunk, status: status_pb2.Status) -> BackendError:
+    def _status_error(self, what: str, status: status_pb2.Status) -> BackendError:
         code = int(status.code)
-        what = f"{code_name(code)} ({code})"
-        text = self._key.scrub("; ".join(t for t in (status.description, status.details) if t))
-        message = f"chunk {chunk.index}: {what}: {text or 'no description'}"
+        name = f"{code_name(code)} ({code})"
+        # An API's description may quote the URL it could not fetch, signature and all.
+        text = redact.text(self._key.scrub(
+            "; ".join(t for t in (status.description, status.details) if t)))
+        message = f"{what}: {name}: {text or 'no description'}"
         return classify(code, message, self._model_id)
+
+
+class _Request:
+    """One chunk's request, made again with a fresh URL after the API could not fetch one."""
+
+    def __init__(self, build: Callable[[str | None], service_pb2.PostModelOutputsRequest],
+                 media: Media, what: str) -> None:
+        self._build = build
+        self._media = media
+        self._what = what
+        self._stale = False
+        self._request = build(media.url)
+
+    def get(self) -> service_pb2.PostModelOutputsRequest:
+        if self._stale and self._media.refresh is not None:
+            self._request = self._build(self._media.refresh())
+        self._stale = False
+        return self._request
+
+    def fetch_failed(self, exc: FetchFailedError) -> BackendError:
+        """What a failed download means: with a URL, retry with a fresh one; bytes were never
+        to be downloaded, so the answer is the API's verdict on the input."""
+        if self._media.url is None:
+            return RejectedInputError(f"the API rejected the video: {exc}", code=exc.code)
+        self._stale = True
+        if self._media.refresh is not None:
+            log.warning("%s: the API could not fetch its URL; it gets a fresh one", self._what)
+        return exc
 
 
 def _at_instants(chunk: Chunk, frames: tuple[Frame, ...], sample_ms: int) -> tuple[Frame, ...]:

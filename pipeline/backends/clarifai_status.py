@@ -8,6 +8,7 @@ from clarifai_grpc.grpc.api.status import status_code_pb2
 from pipeline.errors import (
     AuthError,
     BackendError,
+    FetchFailedError,
     OverLimitError,
     RejectedInputError,
     TransientBackendError,
@@ -23,6 +24,9 @@ TRANSIENT_CODES = frozenset({
     _S.MODEL_BUSY_PLEASE_RETRY, _S.MODEL_LOADING, _S.RPC_REQUEST_QUEUE_FULL,
     _S.RPC_SERVER_UNAVAILABLE, _S.RPC_REQUEST_TIMEOUT, _S.INTERNAL_UNCATEGORIZED})
 OVER_LIMIT_CODES = frozenset({_S.INPUT_VIDEO_OVER_LIMIT, _S.RPC_MAX_MESSAGE_SIZE_EXCEEDED})
+# The API could not download a URL input (expired or refused URL, its own download timeout):
+# the URL is made again (the chunk staged again) and the request retried.
+REFETCH_CODES = frozenset({_S.INPUT_DOWNLOAD_FAILED, _S.INPUT_VIDEO_DOWNLOAD_FAILED})
 MODEL_ACCESS_CODES = frozenset({_S.MODEL_DOES_NOT_EXIST, _S.MODEL_PERMISSION_DENIED})
 TRANSIENT_GRPC = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                              grpc.StatusCode.ABORTED})
@@ -35,6 +39,8 @@ def classify(code: int, message: str, model_id: str) -> BackendError:
         return TransientBackendError(message, code=code, throttled=code == _S.CONN_THROTTLED)
     if code in OVER_LIMIT_CODES:
         return OverLimitError(message, code=code)
+    if code in REFETCH_CODES:
+        return FetchFailedError(message, code=code)
     if 11000 <= code < 12000:
         return AuthError(f"the API refused the key or account: {message}; check CLARIFAI_PAT "
                          "(and CLARIFAI_USER_ID / CLARIFAI_APP_ID)", code=code)

@@ -64,6 +64,7 @@ def run(settings: Settings, out: str, sources: list[str], *,
     # Done videos are skipped here, before any cluster is reached: a nightly rerun over a folder
     # that holds nothing new costs what a local rerun costs.
     checker = Runner(settings, str(outdir), stop=stop, summary=False)
+    checker.preflight(expanded)  # the bucket is checked here; the workers stage their chunks
     known = {i: o for i, s in enumerate(expanded) if (o := checker.skipped_if_done(s))}
     todo = [s for i, s in enumerate(expanded) if i not in known]
     ran = iter(_on_cluster(distributed, settings, outdir, todo, stop) if todo else [])

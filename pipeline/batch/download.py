@@ -13,31 +13,35 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pipeline.errors import InputError
+from pipeline.redact import url as redact_url
 
 _COPY_BLOCK = 1 << 20
 
 
 def is_url(text: str) -> bool:
-    return text.lower().startswith(("http://", "https://"))
+    """An http(s) URL, or an object in S3-compatible storage (s3://bucket/key)."""
+    return text.lower().startswith(("http://", "https://", "s3://"))
+
+
+def is_s3(text: str) -> bool:
+    return text.lower().startswith("s3://")
 
 
 def redact(url: str) -> str:
     """The URL without its query string, fragment or credentials."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    host = parts.hostname or ""
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return redact_url(url)
 
 
 def url_problem(url: str) -> str | None:
     """Why a URL cannot be fetched as given (said before any network access), or None."""
+    if is_s3(url):
+        bucket, _, key = url[5:].partition("/")
+        if not bucket or not key or "@" in bucket:
+            return "an object in storage is named s3://BUCKET/KEY"
+        return None
     parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
         return ("the URL carries a user name or password (user:password@host), which would be "

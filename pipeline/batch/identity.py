@@ -34,3 +34,13 @@ def video_id(path: str, *, name: str | None = None) -> str:
         return f"{stem}-{fingerprint(path)[:12]}"
     except OSError:
         return f"{stem}-{hashlib.sha256(path.encode()).hexdigest()[:12]}"
+
+
+def remote_id(file_name: str, size: int, version: str, *, where: str | None = None) -> str:
+    """A URL source's id, from what its server says of it, without downloading it: an object
+    in storage by its size and ETag (for a single-part upload, the content's MD5); an http(s)
+    URL by its address without the query string (`where`), its size and its ETag or
+    Last-Modified (or by address and size alone, when the server gives neither)."""
+    stem = safe_name(Path(file_name).stem, 48) or "video"
+    basis = "\n".join(part for part in (where, str(size), version) if part is not None)
+    return f"{stem}-{hashlib.sha256(basis.encode()).hexdigest()[:12]}"

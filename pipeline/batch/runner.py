@@ -23,13 +23,17 @@ from typing import Any
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
 from pipeline.batch import inputs
+from pipeline.batch.context import HOUR, Context
 from pipeline.batch.identity import video_id
 from pipeline.batch.stopping import StopCheck
 from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.summary import Outcome, Status, failed, write_summary
-from pipeline.batch.video import Context, VideoJob
-from pipeline.errors import AuthError, Interrupted, UnreachableError
+from pipeline.batch.video import VideoJob
+from pipeline.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from pipeline.output.files import prepare_out
+from pipeline.send.s3 import S3Name
+from pipeline.send.senders import Lifetime
+from pipeline.send.stage import Stager
 from pipeline.send.strategy import Strategy
 from pipeline.settings import Settings
 
@@ -38,12 +42,24 @@ log = logging.getLogger(__name__)
 _VIDEOS_IN_FLIGHT = 2  # split the next video while this one's chunks are predicted
 
 
+def _lifetime(backend: Backend) -> Lifetime:
+    """How long the URLs sent must stay valid: the backend knows its deadlines and retries."""
+    found: Lifetime | None = getattr(backend, "url_lifetime", None)
+    return found or (lambda chunk, made: HOUR)
+
+
+def _stager(settings: Settings) -> Stager | None:
+    if settings.stage is None or not settings.sends_urls:
+        return None
+    return Stager(S3Name.parse(settings.stage), endpoint_url=settings.s3_endpoint_url)
+
+
 class Runner:
     """Processes inputs into `out`; a rerun skips finished videos and finished chunks."""
 
     def __init__(self, settings: Settings, out: str, backend: Backend | None = None,
                  progress: Any = None, stop: StopCheck | None = None,
-                 summary: bool = True) -> None:
+                 summary: bool = True, url_lifetime: Lifetime | None = None) -> None:
         self.settings = settings
         self.out = Path(out)
         self._own_backend = backend is None
@@ -53,7 +69,8 @@ class Runner:
         self.summary = summary  # False on Dask workers: the client writes summary.json
         self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey(
             self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
-            settings.keep_audio, Strategy.of(settings).key()))
+            settings.keep_audio, Strategy.of(settings).key()), _stager(settings),
+            url_lifetime or _lifetime(self.backend))
         self.outcomes: list[Outcome] = []
         self._halt: BaseException | None = None  # an AuthError or UnreachableError seen
         self.summary_error: str | None = None
@@ -61,8 +78,9 @@ class Runner:
     # -- the whole run ---------------------------------------------------------------------
     def run(self, sources: list[str]) -> list[Outcome]:
         """Process every input; raise AuthError or Interrupted (after writing the summary)."""
-        prepare_out(self.out)
         expanded = inputs.expand(sources, exclude=str(self.out))
+        self.preflight(expanded)
+        prepare_out(self.out)
         self.outcomes = [Outcome(s.display, Status.PENDING) for s in expanded]
         self._write_summary()
         try:
@@ -76,6 +94,21 @@ class Runner:
         if self.stop.is_set():
             raise Interrupted("stopped before every input was done")
         return self.outcomes
+
+    def preflight(self, sources: list[inputs.Source]) -> None:
+        """Raise ConfigError, before anything is sent, if URL mode has nowhere to stage the
+        local files among `sources`, or the staging bucket is missing or refuses us."""
+        if not self.settings.sends_urls:
+            return
+        stager = self.ctx.stager
+        local = [s.display for s in sources if not s.error and not s.is_url]
+        if stager is None and local:
+            more = f" and {len(local) - 1} more" if len(local) > 1 else ""
+            raise ConfigError(
+                f"--mode url sends chunks as URLs the API fetches, so local files must be "
+                f"staged first: give --stage s3://BUCKET/PREFIX (local input: {local[0]}{more})")
+        if stager is not None:
+            stager.check()
 
     def process(self, source: inputs.Source) -> Outcome:
         """One input, start to end, in its own pool (a Dask task); summary.json is not written."""

@@ -8,38 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
 from concurrent.futures import CancelledError, Executor, Future
-from pathlib import Path
 
-from pipeline.backends import Backend
-from pipeline.batch import download, identity
+from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
 from pipeline.batch.locks import VideoLock
-from pipeline.batch.stopping import StopCheck
-from pipeline.batch.store import RunKey, VideoStore
+from pipeline.batch.origin import Origin
+from pipeline.batch.store import VideoStore
 from pipeline.batch.summary import Outcome, Status, failed
-from pipeline.errors import AuthError, Interrupted, LockedError
+from pipeline.errors import AuthError, InputError, Interrupted, LockedError
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
-from pipeline.probe import probe
+from pipeline.send.senders import ReferenceSender, Sender
 from pipeline.send.strategy import Sending, Strategy, prepare
-from pipeline.settings import Settings
-from pipeline.types import Chunk, ChunkResult, VideoInfo
+from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
 log = logging.getLogger(__name__)
 
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What every video of a run shares."""
-
-    settings: Settings
-    out: Path
-    backend: Backend
-    stop: StopCheck
-    key: RunKey
+HOUR = 3600.0
 
 
 class VideoJob:
@@ -53,10 +40,14 @@ class VideoJob:
         self.info: VideoInfo | None = None
         self.chunks: list[Chunk] = []
         self.futures: dict[int, Future[ChunkResult]] = {}
+        self.origin = Origin(source, ctx)
         self.sending: Sending | None = None  # the strategy's chunks and their media
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
-        self._download: str | None = None
+
+    @property
+    def sender(self) -> Sender:
+        return self.origin.sender
 
     # -- up to the pool --------------------------------------------------------------------
     def start(self, pool: Executor) -> Outcome | None:
@@ -75,34 +66,17 @@ class VideoJob:
     def _prepare(self) -> Outcome | None:
         if self.source.error:
             return failed(self.shown, self.source.error)
-        local = self._fetch()
-        video_id = self._identify(local)
+        video_id = self.origin.identify()
         self.store = store = VideoStore(self.ctx.out, video_id, self.ctx.key,
                                         self.ctx.settings.outputs)
         self.outcome = self.outcome.but(id=video_id)
         held = self._lock_unless_done(store)
         if held is not None:
             return held
-        self.info = probe(local, keep_audio=self.ctx.settings.keep_audio)
+        self.info = self.origin.probe(video_id)
+        self.sender.sweep()  # what a run that crashed left staged for this video
         self.chunks = self._chunks(self.info, store)
         return None
-
-    def _fetch(self) -> str:
-        """The local file to work on: the source, or a URL streamed to a temporary folder."""
-        if not self.source.is_url:
-            return self.source.path
-        self._download = tempfile.mkdtemp(prefix="video-pipeline-dl-")
-        settings = self.ctx.settings
-        return download.download(self.source.path, self._download,
-                                 max_bytes=settings.download_max_bytes,
-                                 timeout=settings.download_timeout)
-
-    def _identify(self, local: str) -> str:
-        if self.source.is_url:
-            return identity.video_id(local, name=self.shown.rsplit("/", 1)[-1])
-        if not Path(local).is_file():
-            probe(local, scan=False)  # raises the InputError that says what is wrong with it
-        return identity.video_id(local)
 
     def _lock_unless_done(self, store: VideoStore) -> Outcome | None:
         """Take the video's lock; a skipped outcome instead if it is done or another run has it.
@@ -137,6 +111,7 @@ class VideoJob:
         settings = self.ctx.settings
         self.sending = sending = prepare(Strategy.of(settings), info, self.ctx.key.limits,
                                          store.chunk_media, keep_audio=settings.keep_audio)
+        self.origin.carry(sending)
         saved = None if settings.force else store.load_chunks(sending.source)
         if saved is not None:
             return saved
@@ -159,10 +134,19 @@ class VideoJob:
             raise Interrupted(f"stopped before chunk {chunk.index} was sent")
         assert self.store is not None and self.sending is not None
         ctx = self.ctx
-        result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
-                               self.sending.recut, self.sending.open)
-        self.store.save_result(chunk, result)
+        # What the session staged is deleted when it closes: once the result is saved.
+        with self.sender.session() as opener:
+            result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
+                                   self._recut, opener)
+            self.store.save_result(chunk, result)
         return result
+
+    def _recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
+        assert self.sending is not None
+        if isinstance(self.sender, ReferenceSender):
+            raise InputError(self.shown, "the API refused it as too large, though it is within "
+                             "--max-bytes and --max-seconds; lower them to have it cut")
+        return self.sending.recut(chunk, limits)
 
     # -- after the pool --------------------------------------------------------------------
     def finish(self) -> Outcome:
@@ -228,6 +212,8 @@ class VideoJob:
         return failed(self.shown, exc, **fields)
 
     def _end(self, outcome: Outcome) -> Outcome:
+        if self._lock is not None:
+            self.sender.sweep()  # anything a failed chunk or a failed delete left staged
         self.release()
         return outcome.but(seconds=time.monotonic() - self.started)
 
@@ -235,5 +221,4 @@ class VideoJob:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        download.remove_quietly(self._download)
-        self._download = None
+        self.origin.release()

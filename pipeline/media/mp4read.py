@@ -121,10 +121,19 @@ def video_tables(path: str) -> dict[int, SampleTable]:
     is not an MP4/MOV (it is cheap to call on anything: it reads box headers only)."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(8)[4:8] not in _TOP_LEVEL:
-                return {}
-            fh.seek(0)
-            moov = _find_top(fh, b"moov")
+            return tables_in(fh)
+    except OSError:
+        return {}
+
+
+def tables_in(fh: BinaryIO) -> dict[int, SampleTable]:
+    """`video_tables` on an open, seekable file: box headers and `moov` are all it reads (a
+    file object over ranged reads of a remote object works as well as a local file)."""
+    try:
+        if fh.read(8)[4:8] not in _TOP_LEVEL:
+            return {}
+        fh.seek(0)
+        moov = _find_top(fh, b"moov")
         if moov is None or _children(moov, b"mvex"):
             return {}
         tables = {}

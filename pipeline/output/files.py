@@ -47,13 +47,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_lines(path: str | Path, pieces: Iterable[str]) -> None:
     """Write the pieces one after another (streamed: a long export is never held whole) into
-    a temporary file beside `path`, then rename it over `path`. mkstemp makes the file 0600;
-    results are shared by teams and Dask workers, so it gets the umask's mode instead."""
+    a temporary file beside `path`, then rename it over `path`."""
+    _atomic_write(path, "w", pieces)
+
+
+def _atomic_write(path: str | Path, mode: str, pieces: Iterable[Any]) -> None:
+    """mkstemp makes the file 0600; results are shared by teams and Dask workers, so it gets
+    the umask's mode instead."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    text: dict[str, Any] = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, mode, **text) as fh:
             for piece in pieces:
                 fh.write(piece)
             fh.flush()
@@ -109,17 +115,4 @@ def prepare_out(out: str | Path) -> Path:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Like atomic_write_text, for bytes (a PNG)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), file_mode())
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    _atomic_write(path, "wb", (data,))

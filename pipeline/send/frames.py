@@ -21,7 +21,7 @@ from pipeline.media import mp4read, proc, sampler
 from pipeline.send import instants
 from pipeline.send.compact import encode_failures
 from pipeline.send.strategy import Strategy
-from pipeline.types import Chunk, Limits, Media, SampleTable, VideoInfo
+from pipeline.types import DEFAULT_MAX_BYTES, Chunk, Limits, Media, SampleTable, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class FramesSending:
 
     # -- batches -----------------------------------------------------------------------------
     def chunks(self) -> list[Chunk]:
-        return self._batches(0, self.grid.count, self.strategy.images_per_request,
-                             self.limits.max_bytes)
+        # Images travel as bytes in every mode: a request within the bytes limit, too.
+        budget = min(self.limits.max_bytes, DEFAULT_MAX_BYTES["bytes"])
+        return self._batches(0, self.grid.count, self.strategy.images_per_request, budget)
 
     def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
         """Two batches or more, each at most half the images (the API refused this one)."""

@@ -24,6 +24,7 @@ from clarifai_grpc.grpc.api import resources_pb2
 from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
 from PIL import UnidentifiedImageError
 
+from pipeline import redact
 from pipeline.backends import embedded
 from pipeline.backends.models import EmbeddedModel
 from pipeline.errors import (
@@ -88,7 +89,8 @@ def fetch(url: str, limits: InputLimits) -> bytes:
         with opener.open(request, timeout=limits.url_timeout) as resp:
             return _read_capped(resp, limits.max_url_bytes, time.monotonic() + limits.url_timeout)
     except (urllib.error.URLError, OSError) as exc:
-        raise RejectedInputError(f"could not download {url}: {exc}",
+        # The URL's query string (a presigned signature) never goes back in a message.
+        raise RejectedInputError(redact.text(f"could not download {url}: {exc}"),
                                  code=codes.INPUT_VIDEO_DOWNLOAD_FAILED) from exc
 
 

@@ -1,0 +1,38 @@
+"""What every video of a run shares: the settings, the output folder, the backend, the stop
+flag, the run key, and (URL mode) where chunks are staged."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+from pipeline.backends import Backend
+from pipeline.batch.stopping import StopCheck
+from pipeline.batch.store import RunKey
+from pipeline.send.s3 import S3Name
+from pipeline.send.senders import Lifetime
+from pipeline.send.stage import Stager
+from pipeline.settings import Settings
+
+HOUR = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every video of a run shares."""
+
+    settings: Settings
+    out: Path
+    backend: Backend
+    stop: StopCheck
+    key: RunKey
+    stager: Stager | None = None  # URL mode with --stage
+    lifetime: Lifetime = lambda chunk, made: HOUR  # how long a URL sent must stay valid
+
+    def staging_folder(self, video_id: str) -> S3Name:
+        """Where this video's chunks are staged for this output folder: a rerun finds (and
+        clears) what an earlier run left there; no other run or video shares it."""
+        assert self.stager is not None
+        tag = hashlib.sha256(str(self.out.resolve()).encode()).hexdigest()[:10]
+        return self.stager.place.child(video_id, tag)
