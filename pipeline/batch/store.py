@@ -46,7 +46,7 @@ class RunKey:
                 "frames": chunk.frames}
 
 
-class VideoStore:
+class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.md)
     """DIR/VIDEO_ID for one run key."""
 
     def __init__(self, out: str | Path, video_id: str, key: RunKey,
