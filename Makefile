@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE := sample_videos/demo-720p.mp4
 
 NODE   := tests/node
-.PHONY: install ffmpeg chromium node demo test lint typecheck bench clean
+.PHONY: install ffmpeg chromium node demo test lint typecheck mutation bench clean
 
 install: ffmpeg chromium node $(VENV)/.installed $(NODE)/node_modules/.installed
 
@@ -65,6 +65,22 @@ typecheck: install
 test: install lint typecheck
 	$(BIN)/pytest -q
 
+# Mutation testing of the pure core with mutmut (configured in pyproject.toml; scores and the
+# survivors judged equivalent in tests/MUTATION.md). A few minutes; not part of `make test`.
+# Always from scratch, so the score is the current code's; mutmut's progress goes to a log.
+$(VENV)/.mutation-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,sdk,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation-installed
+	rm -rf mutants
+	mkdir -p mutants
+	@echo "mutmut run (its progress: mutants/run.log)"
+	@$(BIN)/mutmut run > mutants/run.log 2>&1 || { tail -n 30 mutants/run.log; exit 1; }
+	@grep -a "mutations/second" mutants/run.log || true
+	@$(BIN)/mutmut results --all true > mutants/results.txt
+	@$(PY) tests/mutation_score.py < mutants/results.txt
+
 bench: install
 	$(PY) bench/bench_split.py
 	$(PY) bench/bench_scratch.py
@@ -76,4 +92,4 @@ bench: install
 	$(PY) bench/bench_url.py
 
 clean:
-	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out $(NODE)/node_modules
+	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out mutants $(NODE)/node_modules

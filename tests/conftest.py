@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from media import ffmpeg, testsrc
 from PIL import Image
+
+# `make mutation` (--hypothesis-profile=mutation): the same examples for every mutant, and no
+# example database carried from one mutant to the next, so a score is reproducible.
+settings.register_profile("mutation", derandomize=True, database=None)
 
 
 @pytest.fixture(scope="session")

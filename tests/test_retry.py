@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pipeline.backends.ratelimit import RateLimiter
 from pipeline.backends.retry import RetryConfig, policy
-from pipeline.errors import AuthError, TransientBackendError
+from pipeline.errors import AuthError, TransientBackendError, UnreachableError
 
 CONFIG = RetryConfig(attempts=5, base=0.5, cap=30.0, throttle_floor=2.0)
 
@@ -219,3 +219,57 @@ def test_waits_stop_doubling_at_the_cap() -> None:
     errors: list[Exception] = [TransientBackendError("down") for _ in range(20)]
     waits = schedule(errors, RetryConfig(attempts=10, max_seconds=10_000))
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+def test_each_failed_attempt_logs_the_wait_it_is_about_to_take(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The warning gives the attempt's number, the error and the wait the policy then sleeps."""
+    sleeps: list[float] = []
+    errors: list[Exception] = [TransientBackendError("chunk 2: UNAVAILABLE") for _ in range(2)]
+    with caplog.at_level(logging.WARNING, logger="pipeline.backends.retry"):
+        policy(CONFIG, sleep=sleeps.append, rng=Widest())(failing(errors, []))
+    assert sleeps == [0.5, 1.0]
+    assert caplog.messages == ["attempt 1 failed: chunk 2: UNAVAILABLE; next try in 0.50 s",
+                               "attempt 2 failed: chunk 2: UNAVAILABLE; next try in 1.00 s"]
+
+
+def test_an_api_found_unreachable_is_not_retried() -> None:
+    """UnreachableError is transient by kind but final for this run: raised after one call."""
+    calls: list[int] = []
+    with pytest.raises(UnreachableError):
+        policy(CONFIG, sleep=lambda s: None)(failing([UnreachableError("gone")], calls))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("nan"), float("inf")])
+def test_a_rate_that_is_not_a_finite_positive_number_is_refused(rate: float) -> None:
+    """0, a negative rate, nan and inf cannot be honoured: ValueError saying what is allowed."""
+    with pytest.raises(ValueError, match="finite number above 0"):
+        RateLimiter(rate)
+
+
+def test_the_window_is_one_second_plus_the_arrival_slack() -> None:
+    """At 10/s the eleventh start waits for the first to leave its 1.1 s window, and acquire
+    says how long it waited."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    assert [limiter.acquire() for _ in range(10)] == [0.0] * 10
+    assert limiter.acquire() == pytest.approx(1.1)
+    assert clock.now == pytest.approx(1.1)
+
+
+def test_acquire_waits_again_when_another_thread_takes_the_freed_start() -> None:
+    """At 1/s, a thread that wakes as the slot frees but finds another thread took it waits
+    for the next one; acquire returns the whole 2 s it waited."""
+    clock = FakeClock()
+    rivals: list[float | None] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if not rivals:  # another thread wins the start that just came free
+            rivals.append(limiter.try_start(clock.now))
+
+    limiter = RateLimiter(1, slack=0.0, clock=clock, sleep=sleep)
+    limiter.acquire()
+    assert limiter.acquire() == pytest.approx(2.0)
+    assert rivals == [None] and clock.now == pytest.approx(2.0)

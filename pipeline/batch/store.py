@@ -51,7 +51,7 @@ class RunKey:
         return key | ({"strategy": dict(self.strategy)} if self.strategy else {})
 
 
-class VideoStore:
+class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.md)
     """DIR/VIDEO_ID for one run key."""
 
     def __init__(self, out: str | Path, video_id: str, key: RunKey,

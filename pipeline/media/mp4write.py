@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,13 +83,66 @@ def _runs(table: SampleTable, first: int, end: int) -> list[tuple[int, int, int]
     return list(zip(offsets[starts].tolist(), lengths.tolist(), counts.tolist(), strict=True))
 
 
+_SPAN = 64 << 20  # read at most this much of the source at once
+_IOV = 1000  # writev takes at most IOV_MAX (1024) pieces
+
+
 def _copy_runs(src: int, dst: int, runs: Sequence[tuple[int, int, int]]) -> None:
-    """Each run copied in the kernel (copy_file_range: one copy, no trip through user space).
-    Measured on the 30-minute benchmark file (54,000 runs: audio is interleaved with every
-    video sample), this took 0.4 CPU-s against 1.5 for reading 64 MB spans and writing the runs
-    out with writev."""
-    for offset, length, _ in runs:
-        _copy(src, dst, offset, length)
+    """Copy runs that are close together in the source (video samples interleaved with audio)
+    by reading their whole span once and writing just the runs with writev; a run far from the
+    others is copied in the kernel. On the 30-minute benchmark file (54,000 runs: audio between
+    every two video samples) a copy_file_range a run cost 0.05-0.1 s more system time than this
+    on a quiet machine (a syscall a run)."""
+    i = 0
+    while i < len(runs):
+        j, start = i, runs[i][0]
+        while j < len(runs) and runs[j][0] + runs[j][1] - start <= _SPAN:
+            j += 1
+        if j == i:  # one run larger than the span
+            _copy(src, dst, runs[i][0], runs[i][1])
+            i += 1
+            continue
+        group = runs[i:j]
+        if len(group) == 1:
+            _copy(src, dst, group[0][0], group[0][1])
+        else:
+            _write_group(src, dst, group)
+        i = j
+
+
+_buffers = threading.local()
+
+
+def _buffer(size: int) -> memoryview:
+    """A per-thread read buffer, reused: fresh 10 MB allocations cost a page fault a page."""
+    held: bytearray | None = getattr(_buffers, "data", None)
+    if held is None or len(held) < size:
+        held = bytearray(max(size, 16 << 20))
+        _buffers.data = held
+    return memoryview(held)[:size]
+
+
+def _write_group(src: int, dst: int, group: Sequence[tuple[int, int, int]]) -> None:
+    """Read the group's whole span of the source once and write just its runs."""
+    start = group[0][0]
+    span = _buffer(group[-1][0] + group[-1][1] - start)
+    got = os.preadv(src, [span], start)
+    if got != len(span):
+        raise OSError("source ended before the chunk's data was read")
+    pieces = [span[o - start:o - start + n] for o, n, _ in group]
+    for k in range(0, len(pieces), _IOV):
+        _write_all(dst, pieces[k:k + _IOV])
+
+
+def _write_all(dst: int, pieces: list[memoryview]) -> None:
+    at = 0
+    while at < len(pieces):
+        done = os.writev(dst, pieces[at:])
+        while at < len(pieces) and done >= len(pieces[at]):
+            done -= len(pieces[at])
+            at += 1
+        if done:  # a partial write inside one piece
+            pieces[at] = pieces[at][done:]
 
 
 def _copy(src: int, dst: int, offset: int, length: int) -> None:

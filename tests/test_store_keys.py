@@ -1,0 +1,54 @@
+"""Checkpoint keys (pure): what a saved result depends on, so that a change redoes exactly what
+it changes."""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+from pipeline.batch.store import RunKey
+from pipeline.types import Chunk, Limits, ModelInfo
+
+KEY = RunKey("clarifai", ModelInfo("nsfw-recognition", "NSFW"), 1000,
+             Limits("bytes", 10_000_000, 600_000), False)
+CHUNK = Chunk(1, "chunk-00001.mp4", Fraction(451, 15), Fraction(61067, 1000), 9_698_097, 930)
+
+
+def test_a_run_key_names_backend_model_sampling_limits_and_audio() -> None:
+    """The video's key: backend, the model's id (not its display name), sample_ms, the limits
+    and whether audio was kept."""
+    assert KEY.as_dict() == {
+        "backend": "clarifai", "model": "nsfw-recognition", "sample_ms": 1000,
+        "limits": {"mode": "bytes", "max_bytes": 10_000_000, "max_duration_ms": 600_000},
+        "keep_audio": False}
+
+
+def test_a_chunks_key_names_the_chunk_by_its_exact_times_and_frames() -> None:
+    """A chunk's key: the checkpoint format, what predicted it, and the chunk itself as exact
+    fractions of a second and a frame count (limits reach it through the cut)."""
+    assert KEY.for_chunk(CHUNK) == {
+        "format": 2, "backend": "clarifai", "model": "nsfw-recognition", "sample_ms": 1000,
+        "start": "451/15", "end": "61067/1000", "frames": 930}
+
+
+def test_every_field_of_the_run_key_changes_the_video_key() -> None:
+    """Another backend, model, sampling, limit or audio choice is another run."""
+    others = [dataclasses.replace(KEY, backend="local"),
+              dataclasses.replace(KEY, model=ModelInfo("general-image-recognition", "NSFW")),
+              dataclasses.replace(KEY, sample_ms=500),
+              dataclasses.replace(KEY, limits=Limits("url", 10_000_000, 600_000)),
+              dataclasses.replace(KEY, keep_audio=True)]
+    assert all(other.as_dict() != KEY.as_dict() for other in others)
+    assert KEY.as_dict() == dataclasses.replace(KEY, model=ModelInfo(
+        "nsfw-recognition", "another name")).as_dict()
+
+
+def test_a_chunk_cut_differently_has_another_key() -> None:
+    """Moving either end of a chunk, or a different frame count, invalidates its result; its
+    file name and index do not."""
+    moved = [dataclasses.replace(CHUNK, start=Fraction(30)),
+             dataclasses.replace(CHUNK, end=Fraction(61)),
+             dataclasses.replace(CHUNK, frames=929)]
+    assert all(KEY.for_chunk(c) != KEY.for_chunk(CHUNK) for c in moved)
+    renamed = dataclasses.replace(CHUNK, index=5, path="elsewhere.mp4")
+    assert KEY.for_chunk(renamed) == KEY.for_chunk(CHUNK)
