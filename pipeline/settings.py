@@ -14,6 +14,7 @@ from pipeline.types import Limits, Mode
 
 BACKENDS = ("local", "clarifai")
 MODES = ("bytes", "url")
+STRATEGIES = ("copy", "compact", "frames")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +25,15 @@ class Settings:
     max_bytes: int | None = None
     max_seconds: float | None = None
     sample_ms: int = 1000
+    # What requests carry (pipeline/send/strategy.py): the chunks (copy), a proxy of the sampled
+    # frames (compact: its short side and x264 CRF, None = by sample_ms), or the sampled frames
+    # as JPEGs (frames: their short side, mjpeg quality, images a request).
+    strategy: str = "copy"
+    proxy_size: int = 320
+    proxy_crf: int | None = None
+    image_size: int = 320
+    image_quality: int = 4
+    images_per_request: int = 128
     concurrency: int | None = None
     rate_limit: float = 10.0
     keep_audio: bool = False
@@ -58,6 +68,12 @@ class Settings:
         _at_least("--max-bytes", self.max_bytes, 100_000)
         _at_least("--max-seconds", self.max_seconds, 1)
         _at_least("--sample-ms", self.sample_ms, 100, at_most=60_000)
+        _one_of("--strategy", self.strategy, STRATEGIES)
+        _at_least("--proxy-size", self.proxy_size, 64, at_most=4096)
+        _at_least("--proxy-crf", self.proxy_crf, 0, at_most=51)
+        _at_least("--image-size", self.image_size, 64, at_most=4096)
+        _at_least("--image-quality", self.image_quality, 2, at_most=31)
+        _at_least("--images-per-request", self.images_per_request, 1, at_most=128)
         _at_least("--concurrency", self.concurrency, 1)
         _at_least("--lock-wait", self.lock_wait, 0)
         _at_least("--rate-limit", self.rate_limit, 0, above=True)
@@ -83,8 +99,9 @@ class Settings:
     @property
     def sends_urls(self) -> bool:
         """Requests carry URLs the API fetches (URL mode, to an API; the local backend reads
-        chunks where they are, so for it URL mode only sets the limits)."""
-        return self.mode == "url" and self.backend == "clarifai"
+        chunks where they are, so for it URL mode only sets the limits; frames' images always
+        travel as bytes)."""
+        return self.mode == "url" and self.backend == "clarifai" and self.strategy != "frames"
 
     @property
     def outputs(self) -> Outputs:

@@ -296,6 +296,9 @@ class Media:
         with open(self.path, "rb") as fh:
             return fh.read()
 
+    # A frames batch (--strategy frames): its JPEG images in time order, sent as image inputs.
+    images: tuple[bytes, ...] | None = None
+
 
 class Concept(NamedTuple):
     """One concept's value in one frame. A tuple, like Packet: a ten-hour timeline holds

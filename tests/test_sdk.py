@@ -120,7 +120,7 @@ def test_an_app_lists_the_served_models_and_concepts(serve: Callable[..., Server
     """App.list_models and list_concepts page through to the end (an empty page stops them)."""
     server = serve()
     app = App(user_id="me", app_id="mine", base_url=f"http://127.0.0.1:{server.port}", pat=KEY)
-    assert [m.id for m in app.list_models()] == ["nsfw-recognition"]
+    assert [m.id for m in app.list_models()] == ["nsfw-recognition", "nsfw-image-recognition"]
     assert {(c.id, c.name) for c in app.list_concepts()} == CONCEPTS
 
 

@@ -31,12 +31,15 @@ def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> 
     from pipeline import segment
     from pipeline._cli import render
     from pipeline.probe import probe
-    settings = options.settings(args, environ, run=False)
+    from pipeline.send.costs import costs
+    from pipeline.send.strategy import Strategy
+    settings = options.settings(args, environ, run=False, strategy=True)
     info = probe(args.video, keep_audio=settings.keep_audio)
     plan = segment.make_plan(info, settings.limits,
                              segment.SegmentOptions(keep_audio=settings.keep_audio))
-    emit(json.dumps(render.plan_dict(info, plan), indent=2) if args.json
-         else render.plan_text(info, plan))
+    found = costs(info, plan, Strategy.of(settings), settings.limits)
+    emit(json.dumps(render.plan_dict(info, plan, found, settings.strategy), indent=2)
+         if args.json else render.plan_text(info, plan, found, settings.strategy))
     return EXIT_OK
 
 

@@ -56,9 +56,11 @@ def _media_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("video")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("plan", parents=[common], help="how a video would be cut, without cutting")
+    p = sub.add_parser("plan", parents=[common], help=(
+        "how a video would be cut, without cutting, and what each strategy would cost"))
     p.add_argument("video")
     options.add_all(p, options.LIMITS)
+    options.add_all(p, options.STRATEGY)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("split", parents=[common],
@@ -77,6 +79,7 @@ def _run_command(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="results folder: DIR/summary.json and DIR/VIDEO_ID/timeline.json; "
                         "never read as an input")
     options.add_all(p, options.LIMITS)
+    options.add_all(p, options.STRATEGY)
     options.add_all(p, options.RUN)
     options.add_all(p, options.SEGMENTS)
     options.add_all(p, options.OUTPUTS)

@@ -117,6 +117,31 @@ LIMITS = (
            switch=True),
 )
 
+# What the requests carry, and how often frames are sampled: for `run` and `plan`.
+STRATEGY = (
+    Option("--sample-ms", whole_number, 1000,
+           "one frame scored per interval of this many ms, 100-60000 (default 1000)",
+           metavar="MS"),
+    Option("--strategy", one_of("copy", "compact", "frames"), "copy",
+           "what requests carry: copy (the video's own chunks), compact (a small video of the "
+           "sampled frames, 10 min a request), frames (the sampled frames as JPEG images, "
+           "for any image model) (default copy)", metavar="copy|compact|frames"),
+    Option("--proxy-size", whole_number, 320,
+           "compact: the proxy's shorter side in pixels, never upscaled (default 320)",
+           metavar="PX"),
+    Option("--proxy-crf", whole_number, None,
+           "compact: x264 quality, 0-51, lower is better and larger (default 30 at one sample "
+           "a second or fewer, lower for shorter --sample-ms: 28 at 500, 23 at 100)",
+           metavar="CRF"),
+    Option("--image-size", whole_number, 320,
+           "frames: the JPEGs' shorter side in pixels, never upscaled (default 320)",
+           metavar="PX"),
+    Option("--image-quality", whole_number, 4,
+           "frames: JPEG quality as ffmpeg's -q:v, 2 (best) to 31 (default 4)", metavar="Q"),
+    Option("--images-per-request", whole_number, 128,
+           "frames: images a request, 1-128 (default 128, Clarifai's maximum)", metavar="N"),
+)
+
 # How segments are made: for `run` (segments.json and its exports) and `report`.
 SEGMENTS = (
     Option("--min-confidence", number, 0.5, "a concept is present in a frame whose value is at "
@@ -143,9 +168,6 @@ RUN = (
            metavar="local|clarifai"),
     Option("--model", text, "nsfw", "alias (general nsfw food travel wedding apparel) or a "
            "model id; the local backend has nsfw (default nsfw)", metavar="NAME|ID"),
-    Option("--sample-ms", whole_number, 1000,
-           "one frame scored per interval of this many ms, 100-60000 (default 1000)",
-           metavar="MS"),
     Option("--concurrency", whole_number, None,
            "chunks in flight: requests (clarifai, default 4) or decoders (local, default 2)",
            metavar="N"),
@@ -195,10 +217,13 @@ ENV_ONLY = (
 )
 
 
-def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool) -> Settings:
+def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool,
+             strategy: bool = False) -> Settings:
     """The Settings of one command: its flags, then the environment, then the defaults; the
     environment is read here and nowhere else (credentials included)."""
     values = resolve(args, LIMITS, environ)
+    if run or strategy:
+        values |= resolve(args, STRATEGY, environ)
     if run:
         values |= resolve(args, (*RUN, *SEGMENTS, *OUTPUTS, *ENV_ONLY), environ)
         values["progress"] = not values.pop("no_progress")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline import segment
+from pipeline.send.costs import Cost
 from pipeline.types import Limits, Plan, VideoInfo, to_ms
 
 
@@ -63,9 +65,11 @@ def probe_text(info: VideoInfo) -> str:
     return "\n".join(lines)
 
 
-def plan_dict(info: VideoInfo, plan: Plan) -> dict[str, Any]:
+def plan_dict(info: VideoInfo, plan: Plan, costs: Sequence[Cost] = (),
+              strategy: str = "copy") -> dict[str, Any]:
     return {
         "source": info.path, "size_bytes": info.size_bytes, "duration_ms": info.duration_ms,
+        "strategy": strategy, "strategies": [c.as_dict() for c in costs],
         "limits": plan.limits.as_dict(), "whole": plan.whole, "note": plan.reason,
         "lower_bound": plan.lower_bound,
         "chunks": [{"index": c.index, "start_ms": to_ms(c.start - plan.origin),
@@ -75,18 +79,38 @@ def plan_dict(info: VideoInfo, plan: Plan) -> dict[str, Any]:
     }
 
 
-def plan_text(info: VideoInfo, plan: Plan) -> str:
+def plan_text(info: VideoInfo, plan: Plan, costs: Sequence[Cost] = (),
+              strategy: str = "copy") -> str:
     d = plan_dict(info, plan)
     lim = d["limits"]
     head = (f"{info.path}: {info.size_bytes:,} bytes, {info.duration_ms / 1000:.1f} s; "
             f"limits {lim['max_bytes']:,} bytes and {lim['max_duration_ms'] / 1000:g} s "
             f"({lim['mode']} mode)")
+    table = costs_text(costs, strategy)
+    if strategy != "copy":
+        return "\n".join([head, *table])
     if plan.whole:
-        return f"{head}\n  {plan.reason}"
+        return "\n".join([head, f"  {plan.reason}", *table])
     lines = [head, f"  {len(plan.chunks)} chunks (lower bound {plan.lower_bound})"
              + (f"; {plan.reason}" if plan.reason else "")]
     for c in d["chunks"]:
         flag = "  re-encode: one keyframe interval exceeds the limits" if c["reencode"] else ""
         lines.append(f"  {c['index']:4d}  {c['start_ms'] / 1000:9.3f} - {c['end_ms'] / 1000:9.3f} s"
                      f"  {c['frames']:6d} frames  ~{c['expected_bytes']:>11,} bytes{flag}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *table])
+
+
+def costs_text(costs: Sequence[Cost], chosen: str) -> list[str]:
+    """Each strategy's requests, bytes to send, frames billed and client CPU; `*` marks the
+    strategy asked for, `~` an estimate."""
+    if not costs:
+        return []
+    lines = ["  strategy    requests   bytes to send   frames billed   client CPU"]
+    for c in costs:
+        about = "~" if c.estimated else " "
+        mark = "*" if c.strategy == chosen else " "
+        lines.append(f"  {mark} {c.strategy:<8} {c.requests:>9,}  {about}{c.bytes:>13,}   "
+                     f"{c.frames_billed:>13,}   {about}{c.cpu_seconds:>7.1f} s")
+    lines.append("  (frames billed: Clarifai bills each frame it scores; ~: estimated from "
+                 "measured rates)")
+    return lines

@@ -40,8 +40,9 @@ from pipeline.errors import (
     TransientBackendError,
     UnreachableError,
 )
+from pipeline.sampling import global_grid
 from pipeline.settings import Settings
-from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo
+from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo, to_ms
 
 log = logging.getLogger(__name__)
 _TIMEOUT = "DEADLINE_EXCEEDED"
@@ -141,6 +142,8 @@ class ClarifaiBackend:
 
     # -- one chunk -----------------------------------------------------------------------------
     def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
+        """A video chunk's frames on the chunk's clock; a frames batch's (one image an instant)
+        on the source's."""
         what = f"chunk {chunk.index}" + (f" ({media.label})" if media.label else "")
         request = _Request(lambda url: self._request(media, sample_ms, url), media, what)
         tries: list[str | int | None] = []  # the error code of each failed attempt
@@ -163,6 +166,9 @@ class ClarifaiBackend:
             if final is exc:
                 raise
             raise final from exc
+        if media.images is not None:
+            return ChunkResult(chunk.index, _at_instants(chunk, frames, sample_ms),
+                               len(tries) + 1, clock="source")
         return ChunkResult(chunk.index, frames, len(tries) + 1)
 
     def url_lifetime(self, chunk: Chunk, made: int = 0) -> float:
@@ -175,13 +181,18 @@ class ClarifaiBackend:
                  ) -> service_pb2.PostModelOutputsRequest:
         config = resources_pb2.OutputInfo(
             output_config=resources_pb2.OutputConfig(sample_ms=sample_ms))
-        video = (resources_pb2.Video(url=url) if url
-                 else resources_pb2.Video(base64=media.read()))
+        if media.images is not None:  # a frames batch: one image input per instant
+            inputs = [resources_pb2.Input(data=resources_pb2.Data(
+                image=resources_pb2.Image(base64=image))) for image in media.images]
+        else:
+            video = (resources_pb2.Video(url=url) if url
+                     else resources_pb2.Video(base64=media.read()))
+            inputs = [resources_pb2.Input(data=resources_pb2.Data(video=video))]
         return service_pb2.PostModelOutputsRequest(
             user_app_id=self._user_app, model_id=self._model_id,
             model=resources_pb2.Model(model_version=resources_pb2.ModelVersion(
                 output_info=config)),
-            inputs=[resources_pb2.Input(data=resources_pb2.Data(video=video))])
+            inputs=inputs)
 
     def _verdict(self, exc: BackendError, chunk: Chunk, tries: list[str | int | None],
                  ) -> BackendError:
@@ -241,23 +252,31 @@ class ClarifaiBackend:
         except grpc.RpcError as exc:
             details = redact.text(self._key.scrub(str(exc.details() or "")))
             raise rpc_error(exc.code(), what, details) from None
-        return self._frames(what, response)
+        return self._frames(what, response, images=_images_asked(request))
 
     # -- answers -------------------------------------------------------------------------------
     def _frames(self, what: str, response: service_pb2.MultiOutputResponse,
-                ) -> tuple[Frame, ...]:
-        """The frames of a successful answer; any failed status, top-level or per output, raises."""
+                images: int = 0) -> tuple[Frame, ...]:
+        """The frames of a successful answer; any failed status, top-level or per output, raises.
+        For `images` image inputs, one frame per output, in order, its time the image's position
+        (predict puts it on the clock)."""
         if not response.outputs:
             if response.status.code in SUCCESS_CODES:
                 raise BackendError(f"{what}: the API answered with no outputs")
             raise self._status_error(what, response.status)
-        output = response.outputs[0]
-        if output.status.code != SUCCESS:
-            raise self._status_error(what, output.status)
+        for output in response.outputs:
+            if output.status.code != SUCCESS:
+                raise self._status_error(what, output.status)
         if response.status.code not in SUCCESS_CODES:
             raise self._status_error(what, response.status)
+        if images:
+            if len(response.outputs) != images:
+                raise BackendError(f"{what}: {len(response.outputs)} outputs for {images} "
+                                   "images")
+            return tuple(Frame(i, _concepts(o.data.concepts))
+                         for i, o in enumerate(response.outputs))
         return tuple(Frame(int(f.frame_info.time), _concepts(f.data.concepts))
-                     for f in output.data.frames)
+                     for f in response.outputs[0].data.frames)
 
     def _status_error(self, what: str, status: status_pb2.Status) -> BackendError:
         code = int(status.code)
@@ -295,6 +314,21 @@ class _Request:
         if self._media.refresh is not None:
             log.warning("%s: the API could not fetch its URL; it gets a fresh one", self._what)
         return exc
+
+
+def _at_instants(chunk: Chunk, frames: tuple[Frame, ...], sample_ms: int) -> tuple[Frame, ...]:
+    """A frames batch's answers on the source clock: image n is the chunk's instant n."""
+    grid = global_grid(chunk.start, chunk.end, sample_ms)
+    if grid.count != len(frames):
+        raise BackendError(f"chunk {chunk.index}: {len(frames)} answers for {grid.count} "
+                           "instants")
+    return tuple(Frame(to_ms(chunk.start + t), f.concepts)
+                 for t, f in zip(grid.times(), frames, strict=True))
+
+
+def _images_asked(request: service_pb2.PostModelOutputsRequest) -> int:
+    """How many image inputs the request carries (0: a video)."""
+    return sum(1 for i in request.inputs if i.data.HasField("image"))
 
 
 def _concepts(concepts: Iterable[resources_pb2.Concept]) -> tuple[Concept, ...]:

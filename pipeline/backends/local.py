@@ -19,7 +19,10 @@ BATCH = 8
 
 class LocalBackend:
     """Samples each chunk on the whole video's grid, so the merged timeline is evenly spaced;
-    answers on the source clock (the instants it scores are the source's)."""
+    answers on the source clock (the instants it scores are the source's). A frames batch's
+    images are those instants' frames, scored as they are. `exact_frames` for a compact proxy:
+    its neighbouring frames are a whole interval apart, so the fast decode's nearest reference
+    frame would be another instant."""
 
     name = "local"
 
@@ -38,15 +41,29 @@ class LocalBackend:
     def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
         grid = global_grid(chunk.start, chunk.end, sample_ms)
         times = [to_ms(chunk.start + t) for t in grid.times()]
+        if media.images is not None:  # a frames batch: the images of those instants
+            scores = self._image_scores(media.images, grid.count, chunk)
+        else:
+            scores = self._video_scores(media, grid, chunk)
+        return ChunkResult(chunk.index, tuple(
+            Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)),
+            clock="source")
+
+    def _video_scores(self, media: Media, grid: Grid, chunk: Chunk) -> np.ndarray:
         scores = self._scores(media, grid, fast=self._fast)
         if len(scores) < grid.count and self._fast:
             # Some streams mark every frame non-reference; decode them all.
             scores = self._scores(media, grid, fast=False)
         if len(scores) < grid.count:
             raise InputError(chunk.path, f"decoded {len(scores)} of {grid.count} sampled frames")
-        return ChunkResult(chunk.index, tuple(
-            Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)),
-            clock="source")
+        return scores
+
+    def _image_scores(self, images: tuple[bytes, ...], count: int, chunk: Chunk) -> np.ndarray:
+        if len(images) != count:
+            raise InputError(chunk.path, f"batch {chunk.index} holds {len(images)} images for "
+                             f"{count} instants")
+        parts = list(self._batches(embedded.image_to_frame(image) for image in images))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self._model.concepts)))
 
     def _scores(self, media: Media, grid: Grid, *, fast: bool) -> np.ndarray:
         decoded = decode.decode(media.path or media.url, grid, threads=self._decode_threads,

@@ -35,6 +35,9 @@ class EmbeddedModel:
     concepts: tuple[tuple[str, str], ...]  # (concept id, concept name), in model output order
     version_id: str  # the model version it answers as (`serve` reports it)
     model_type_id: str = "visual-classifier"
+    # Clarifai's video predict serves only a few public models; an image model (a user's own,
+    # say) refuses video inputs and takes their frames as images (`--strategy frames`).
+    takes_video: bool = True
 
 
 # open_nsfw outputs [sfw, nsfw]; the concept ids are those of Clarifai's NSFW model, the version
@@ -42,7 +45,13 @@ class EmbeddedModel:
 NSFW = EmbeddedModel("nsfw", ALIASES["nsfw"], "nsfw-recognition",
                      (("ai_RT20lm2Q", "sfw"), ("ai_KxzHKtPl", "nsfw")),
                      version_id="aa47919c9a8d4d94bfa283121281bcc4")
-EMBEDDED: dict[str, EmbeddedModel] = {"nsfw": NSFW}
+# The same network under an id of its own that takes images only, as most image models on
+# Clarifai do: `serve` answers a video sent to it as Clarifai's image models do (see
+# serve/inputs.py), so `--strategy frames` can be tested against a model that needs it.
+NSFW_IMAGES = EmbeddedModel("nsfw-image", "nsfw-image-recognition", "nsfw-image-recognition",
+                            NSFW.concepts, version_id="6c7a5b1e0d3f4a8e9b2c4d6e8f0a1b3c",
+                            takes_video=False)
+EMBEDDED: dict[str, EmbeddedModel] = {"nsfw": NSFW, "nsfw-image": NSFW_IMAGES}
 
 
 def alias_of(model: str) -> str | None:
@@ -61,6 +70,9 @@ def clarifai_model_id(model: str) -> str:
 
 
 def embedded(model: str) -> EmbeddedModel | None:
-    """The embedded model that answers for `model`, if there is one."""
+    """The embedded model that answers for `model` (an alias, a Clarifai id, a legacy id, or
+    an embedded model's own id), if there is one."""
     alias = alias_of(model)
-    return EMBEDDED.get(alias) if alias else None
+    if alias in EMBEDDED:
+        return EMBEDDED[alias]
+    return next((m for m in EMBEDDED.values() if model in (m.alias, m.id)), None)

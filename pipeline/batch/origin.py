@@ -1,6 +1,6 @@
 """Where one video comes from, and how its chunks travel: a local file, or a URL source
 resolved without downloading; identified (VIDEO_ID), probed, and given a sender: by reference
-(a URL source that fits as it is), staged (URL mode), or as bytes."""
+(a URL source that fits as it is, copied), staged (URL mode), or as bytes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pipeline.batch.remote import Remote
 from pipeline.errors import InputError
 from pipeline.probe import probe
 from pipeline.send.media import ChunkMedia
-from pipeline.send.senders import BytesSender, ReferenceSender, Sender, StagingSender
+from pipeline.send.senders import BytesSender, Opens, ReferenceSender, Sender, StagingSender
 from pipeline.types import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Origin:
         self.shown = source.display
         self.sender: Sender = BytesSender(ChunkMedia(None))
         self._remote: Remote | None = None
+        self._video_id = ""
         self._download: str | None = None
 
     def identify(self) -> str:
@@ -40,7 +41,23 @@ class Origin:
         return self._identify(remote)
 
     def probe(self, video_id: str) -> VideoInfo:
+        self._video_id = video_id
         return self._probe(self._remote, video_id)
+
+    def carry(self, media: Opens) -> None:
+        """The chunks `media` opens (the strategy's) travel as the probe decided: staged (URL
+        mode) or as bytes; a source sent by reference stays so. A frames batch's images always
+        go as bytes (~20 KB each, a few MB a request)."""
+        if isinstance(self.sender, ReferenceSender):
+            return
+        self.sender = self._sender(media)
+
+    def _sender(self, media: Opens) -> Sender:
+        settings = self.ctx.settings
+        if settings.sends_urls and self.ctx.stager is not None:
+            return StagingSender(media, self.ctx.stager, self.ctx.staging_folder(self._video_id),
+                                 self.ctx.lifetime, keep=settings.keep_staged)
+        return BytesSender(media)
 
     def release(self) -> None:
         download.remove_quietly(self._download)
@@ -68,7 +85,7 @@ class Origin:
         by reference; anything else is cut here (a URL source downloaded once) and sent as
         bytes, or staged (URL mode)."""
         settings = self.ctx.settings
-        if remote is not None and settings.sends_urls:
+        if remote is not None and settings.sends_urls and settings.strategy == "copy":
             info = self._by_reference(remote)
             if info is not None:
                 self.sender = ReferenceSender(remote.reference, self.ctx.lifetime, remote.shown)
@@ -79,11 +96,7 @@ class Origin:
                                  "chunks in")
         local = self._fetch(remote) if remote is not None else self.source.path
         info = probe(local, keep_audio=settings.keep_audio)
-        media = ChunkMedia(info.table)
-        self.sender = (StagingSender(media, self.ctx.stager, self.ctx.staging_folder(video_id),
-                                     self.ctx.lifetime, keep=settings.keep_staged)
-                       if settings.sends_urls and self.ctx.stager is not None
-                       else BytesSender(media))
+        self.sender = self._sender(ChunkMedia(info.table))
         return info
 
     def _by_reference(self, remote: Remote) -> VideoInfo | None:

@@ -34,6 +34,7 @@ from pipeline.output.files import prepare_out
 from pipeline.send.s3 import S3Name
 from pipeline.send.senders import Lifetime
 from pipeline.send.stage import Stager
+from pipeline.send.strategy import Strategy
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Runner:
         self.summary = summary  # False on Dask workers: the client writes summary.json
         self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey(
             self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
-            settings.keep_audio), _stager(settings),
+            settings.keep_audio, Strategy.of(settings).key()), _stager(settings),
             url_lifetime or _lifetime(self.backend))
         self.outcomes: list[Outcome] = []
         self._halt: BaseException | None = None  # an AuthError or UnreachableError seen

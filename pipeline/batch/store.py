@@ -35,15 +35,20 @@ class RunKey:
     sample_ms: int
     limits: Limits
     keep_audio: bool
+    # The strategy and its settings (send.strategy.Strategy.key); empty for copy, whose keys
+    # are as they were before strategies existed (those runs stay done).
+    strategy: tuple[tuple[str, object], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model.id, "sample_ms": self.sample_ms,
-                "limits": self.limits.as_dict(), "keep_audio": self.keep_audio}
+        key = {"backend": self.backend, "model": self.model.id, "sample_ms": self.sample_ms,
+               "limits": self.limits.as_dict(), "keep_audio": self.keep_audio}
+        return key | ({"strategy": dict(self.strategy)} if self.strategy else {})
 
     def for_chunk(self, chunk: Chunk) -> dict[str, Any]:
-        return {"format": _CHECKPOINT_FORMAT, "backend": self.backend, "model": self.model.id,
-                "sample_ms": self.sample_ms, "start": str(chunk.start), "end": str(chunk.end),
-                "frames": chunk.frames}
+        key = {"format": _CHECKPOINT_FORMAT, "backend": self.backend, "model": self.model.id,
+               "sample_ms": self.sample_ms, "start": str(chunk.start), "end": str(chunk.end),
+               "frames": chunk.frames}
+        return key | ({"strategy": dict(self.strategy)} if self.strategy else {})
 
 
 class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.md)
@@ -84,21 +89,28 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
 
     def load_chunks(self, source: str) -> list[Chunk] | None:
         """The chunk list a previous run saved under this key, if every chunk file is there;
-        chunks built from the source's samples are of `source` (the same content, by the id,
-        wherever it lies now)."""
-        chunks = self._saved_chunks()
-        if chunks is None:
+        chunks built from the samples of the file the list was saved for are of `source` (the
+        same content, by the id, wherever it lies now; or a strategy's proxy)."""
+        saved = self._saved_list()
+        if saved is None:
             return None
-        chunks = [dataclasses.replace(c, path=source) if c.packets else c for c in chunks]
+        was, chunks = saved
+        chunks = [dataclasses.replace(c, path=source) if c.packets and c.path == was else c
+                  for c in chunks]
         return chunks if all(Path(c.path).exists() for c in chunks) else None
 
     def _saved_chunks(self) -> list[Chunk] | None:
         """The saved chunk list for this key, its files there or not."""
+        saved = self._saved_list()
+        return saved[1] if saved is not None else None
+
+    def _saved_list(self) -> tuple[str, list[Chunk]] | None:
+        """The file the saved chunks were cut from, and the chunks, if saved for this key."""
         saved = read_json(self.chunk_list)
         if not isinstance(saved, dict) or saved.get("run_key") != self.key.as_dict():
             return None
         try:
-            return [formats.chunk_from_dict(c) for c in saved["chunks"]]
+            return str(saved["source"]), [formats.chunk_from_dict(c) for c in saved["chunks"]]
         except (KeyError, TypeError, ValueError):
             return None
 

@@ -11,7 +11,6 @@ import logging
 import time
 from concurrent.futures import CancelledError, Executor, Future
 
-from pipeline import segment
 from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
 from pipeline.batch.locks import VideoLock
@@ -22,6 +21,7 @@ from pipeline.errors import AuthError, InputError, Interrupted, LockedError
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
 from pipeline.send.senders import ReferenceSender, Sender
+from pipeline.send.strategy import Sending, Strategy, prepare
 from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class VideoJob:
         self.chunks: list[Chunk] = []
         self.futures: dict[int, Future[ChunkResult]] = {}
         self.origin = Origin(source, ctx)
+        self.sending: Sending | None = None  # the strategy's chunks and their media
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
 
@@ -105,14 +106,17 @@ class VideoJob:
         return not self.ctx.settings.force and store.done()
 
     def _chunks(self, info: VideoInfo, store: VideoStore) -> list[Chunk]:
+        """The strategy's chunks: as a previous run saved them, or made now (an interrupted
+        run's proxy or images are taken as they are: they are made the same, byte for byte)."""
         settings = self.ctx.settings
-        saved = None if settings.force else store.load_chunks(info.path)
+        self.sending = sending = prepare(Strategy.of(settings), info, self.ctx.key.limits,
+                                         store.chunk_media, keep_audio=settings.keep_audio)
+        self.origin.carry(sending)
+        saved = None if settings.force else store.load_chunks(sending.source)
         if saved is not None:
             return saved
-        chunks = segment.split(info, self.ctx.key.limits, str(store.chunk_media),
-                               segment.SegmentOptions(keep_audio=settings.keep_audio),
-                               in_memory=True)
-        store.save_chunks(info.path, chunks)
+        chunks = sending.chunks()
+        store.save_chunks(sending.source, chunks)
         if settings.force:
             store.clear_results()
         return chunks
@@ -128,7 +132,7 @@ class VideoJob:
     def _predict(self, chunk: Chunk) -> ChunkResult:
         if self.ctx.stop.is_set():
             raise Interrupted(f"stopped before chunk {chunk.index} was sent")
-        assert self.store is not None
+        assert self.store is not None and self.sending is not None
         ctx = self.ctx
         # What the session staged is deleted when it closes: once the result is saved.
         with self.sender.session() as opener:
@@ -138,13 +142,11 @@ class VideoJob:
         return result
 
     def _recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
-        assert self.store is not None
+        assert self.sending is not None
         if isinstance(self.sender, ReferenceSender):
             raise InputError(self.shown, "the API refused it as too large, though it is within "
                              "--max-bytes and --max-seconds; lower them to have it cut")
-        return segment.resplit(chunk, limits, str(self.store.chunk_media),
-                               segment.SegmentOptions(keep_audio=self.ctx.settings.keep_audio),
-                               source=self.info)
+        return self.sending.recut(chunk, limits)
 
     # -- after the pool --------------------------------------------------------------------
     def finish(self) -> Outcome:

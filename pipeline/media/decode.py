@@ -5,11 +5,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from fractions import Fraction
 
 import numpy as np
 
-from pipeline.media import proc
+from pipeline.media import proc, sampler
 from pipeline.sampling import Grid
 
 SIZE = 224
@@ -26,17 +25,9 @@ def decode_argv(path: str | None, grid: Grid, *, threads: int = 0,
                 fast: bool = False) -> list[str]:
     """The ffmpeg command that writes one raw RGB frame per instant of `grid` to stdout.
 
-    `path` None reads the video from stdin. The fps filter with round=up gives slot n the last
-    frame whose time is <= the instant; the
-    resize and centre crop are open_nsfw's (256 -> 224). The last frame is held (tpad) for two
-    steps past the end: the last instants can fall inside its display time, and a video shorter
-    than half a step has its one instant after its only frame."""
-    shift = float(grid.first)
-    rate = Fraction(1) / grid.step
-    vf = (f"tpad=stop_mode=clone:stop_duration={float(2 * grid.step):.6f},"
-          f"setpts=PTS-STARTPTS-{shift:.6f}/TB,"
-          f"fps=fps={rate.numerator}/{rate.denominator}:round=up,"
-          f"scale=256:256:flags=bilinear,crop={SIZE}:{SIZE}")
+    `path` None reads the video from stdin. The frames are the sampler's (one per instant, the
+    last frame held past the end), resized and centre-cropped as open_nsfw expects (256 -> 224)."""
+    vf = f"{sampler.select_vf(grid)},scale=256:256:flags=bilinear,crop={SIZE}:{SIZE}"
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-threads", str(threads),
             *(FAST_DECODE if fast else []),
             "-i", proc.PIPE_INPUT if path is None else proc.media_input(path),

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from pipeline.predict import Opener
-from pipeline.send.media import ChunkMedia
 from pipeline.send.s3 import S3Name
 from pipeline.send.stage import Stager
 from pipeline.types import Chunk, Media
@@ -28,6 +27,12 @@ log = logging.getLogger(__name__)
 Lifetime = Callable[[Chunk, int], float]
 
 
+class Opens(Protocol):
+    """What opens a chunk's media for one request (send.media.ChunkMedia, a strategy's)."""
+
+    def open(self, chunk: Chunk) -> contextlib.AbstractContextManager[Media]: ...
+
+
 class Sender(Protocol):
     def session(self) -> contextlib.AbstractContextManager[Opener]: ...
 
@@ -37,7 +42,7 @@ class Sender(Protocol):
 class BytesSender:
     """Every request carries the chunk's own bytes."""
 
-    def __init__(self, media: ChunkMedia) -> None:
+    def __init__(self, media: Opens) -> None:
         self._media = media
 
     @contextlib.contextmanager
@@ -51,7 +56,7 @@ class BytesSender:
 class StagingSender:
     """Every request carries a presigned URL of the chunk, uploaded under `folder`."""
 
-    def __init__(self, media: ChunkMedia, stager: Stager, folder: S3Name, lifetime: Lifetime,
+    def __init__(self, media: Opens, stager: Stager, folder: S3Name, lifetime: Lifetime,
                  *, keep: bool = False) -> None:
         self._media = media
         self._stager = stager

@@ -196,16 +196,32 @@ def _without(text: str, path: str) -> str:
     return text
 
 
-def predict_image(data: bytes, model: EmbeddedModel) -> list[resources_pb2.Concept]:
+def check_takes_video(model: EmbeddedModel) -> None:
+    """An image model refuses a video input, before anything is decoded. Clarifai documents
+    no code for this; MODEL_INVALID_ARGUMENT (21202) says the model cannot take what it was
+    given (a client fails that input, unretried), and the description says what it takes."""
+    if not model.takes_video:
+        raise RejectedInputError(
+            f"model {model.id!r} takes image inputs only, not video: send the video's frames "
+            "as images (video-pipeline: --strategy frames)", code=codes.MODEL_INVALID_ARGUMENT)
+
+
+def image_frame(data: bytes) -> np.ndarray:
+    """An image input as the model's input frame; bad data is that input's error."""
     try:
-        frame = embedded.image_to_frame(data)
+        return embedded.image_to_frame(data)
     except UnidentifiedImageError:
         raise RejectedInputError(_not_an_image(data), code=codes.INPUT_UNSUPPORTED_FORMAT) \
             from None
     except Exception as exc:  # Pillow raises many types for damaged data
         raise RejectedInputError(f"cannot decode the image: it is damaged ({type(exc).__name__})",
                                  code=codes.INPUT_UNSUPPORTED_FORMAT) from None
-    return concepts(model, embedded.shared(model).scores([frame])[0])
+
+
+def predict_images(frames: Sequence[np.ndarray], model: EmbeddedModel,
+                   ) -> list[list[resources_pb2.Concept]]:
+    """Each image's concepts, the images scored in batches."""
+    return [concepts(model, row) for row in _scores(frames, model)]
 
 
 def _not_an_image(data: bytes) -> str:

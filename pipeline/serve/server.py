@@ -7,17 +7,19 @@ every request as one JSON line."""
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
 import grpc
+import numpy as np
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
 from clarifai_grpc.grpc.api.status import status_pb2
@@ -147,7 +149,7 @@ class Servicer(service_pb2_grpc.V2Servicer):
         entry: dict[str, Any] = {
             "time": round(time.time(), 6), "method": "PostModelOutputs",
             "model": request.model_id,
-            "kind": ",".join(serve_inputs.kind(i) for i in request.inputs) or "none",
+            "kind": _kinds(request.inputs), "inputs": len(request.inputs),
             "size_bytes": sum(_size(i) for i in request.inputs), "fault": None}
         answer = self._answer(request, context, entry)
         self._delay(context, until=arrived + self.config.latency_ms / 1000)
@@ -237,7 +239,7 @@ class Servicer(service_pb2_grpc.V2Servicer):
         if not 100 <= sample_ms <= 60_000:
             return service_pb2.MultiOutputResponse(status=status(
                 codes.MODEL_INVALID_ARGUMENT, f"sample_ms must be 100..60000, not {sample_ms}"))
-        outputs = [self._output(i, model, sample_ms) for i in request.inputs]
+        outputs = self._outputs(request.inputs, model, sample_ms)
         return service_pb2.MultiOutputResponse(status=_overall(outputs), outputs=outputs)
 
     def _check_key(self, context: grpc.ServicerContext) -> status_pb2.Status | None:
@@ -259,28 +261,47 @@ class Servicer(service_pb2_grpc.V2Servicer):
             if self._stopping.wait(min(left, 0.05)):
                 return
 
-    def _output(self, item: resources_pb2.Input, model: models.EmbeddedModel,
-                sample_ms: int) -> resources_pb2.Output:
-        out = resources_pb2.Output(id=f"out-{time.time_ns():x}", input=resources_pb2.Input(
-            id=item.id), model=resources_pb2.Model(id=model.id, name=model.name,
-                                                   model_version=resources_pb2.ModelVersion(
-                                                       id=model.version_id)))
-        try:
-            self._predict(item, model, sample_ms, out)
-        except BackendError as exc:
-            out.status.CopyFrom(status(serve_inputs.check(exc), str(exc)))
-            return out
-        out.status.CopyFrom(status(codes.SUCCESS, "Ok"))
-        return out
+    def _outputs(self, items: Sequence[resources_pb2.Input], model: models.EmbeddedModel,
+                 sample_ms: int) -> list[resources_pb2.Output]:
+        """One output per input, in order, as Clarifai answers; the request's images are
+        scored together (a batch of 128 frames is one pass of the model, not 128)."""
+        outputs: list[resources_pb2.Output] = []
+        images: list[tuple[resources_pb2.Output, np.ndarray]] = []
+        for item in items:
+            out = resources_pb2.Output(id=f"out-{time.time_ns():x}", input=resources_pb2.Input(
+                id=item.id), model=resources_pb2.Model(id=model.id, name=model.name,
+                                                       model_version=resources_pb2.ModelVersion(
+                                                           id=model.version_id)))
+            try:
+                image = self._predict(item, model, sample_ms, out)
+            except BackendError as exc:
+                out.status.CopyFrom(status(serve_inputs.check(exc), str(exc)))
+            else:
+                out.status.CopyFrom(status(codes.SUCCESS, "Ok"))
+                if image is not None:
+                    images.append((out, image))
+            outputs.append(out)
+        for (out, _), found in zip(images, serve_inputs.predict_images(
+                [image for _, image in images], model), strict=True):
+            out.data.concepts.extend(found)
+        return outputs
 
     def _predict(self, item: resources_pb2.Input, model: models.EmbeddedModel, sample_ms: int,
-                 out: resources_pb2.Output) -> None:
+                 out: resources_pb2.Output) -> np.ndarray | None:
+        """A video's frames into `out`; an image's pixels, to be scored with the others."""
         data = serve_inputs.payload(item, self.config.limits)
         if item.data.HasField("video"):
+            serve_inputs.check_takes_video(model)
             out.data.frames.extend(serve_inputs.predict_video(
                 data, model, sample_ms, self.config.limits))
-        else:
-            out.data.concepts.extend(serve_inputs.predict_image(data, model))
+            return None
+        return serve_inputs.image_frame(data)
+
+
+def _kinds(items: Sequence[resources_pb2.Input]) -> str:
+    """Each input's kind, a run of the same kind counted: `image-bytes*128`, or `none`."""
+    runs = [(k, len(list(g))) for k, g in itertools.groupby(serve_inputs.kind(i) for i in items)]
+    return ",".join(k if n == 1 else f"{k}*{n}" for k, n in runs) or "none"
 
 
 def _size(item: resources_pb2.Input) -> int:

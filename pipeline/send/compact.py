@@ -1,0 +1,206 @@
+"""The compact strategy: a proxy video of the sampled frames, cut at exact multiples of sample_ms.
+
+One ffmpeg pass per video (both cores) writes the proxy: frame n is the source's frame at
+instant n, shown for one whole interval (pts n * sample_ms), so an API sampling a chunk of it
+from the chunk's start sees exactly the source's instants. The proxy is deterministic (CRF, no
+rate cap, pinned threads, bit-exact flags): a resumed run rebuilds the same bytes. Chunks are
+cut from its sample table, greedily by their exact size at keyframes (one every tenth of a
+chunk), and built in memory when sent; a keyframe interval alone over the byte limit is encoded
+again smaller. Ten minutes of 720p at one sample a second is one request of ~3-6 MB."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import FFmpegError, InputError, SegmentError, io_failure
+from pipeline.media import mp4read, mp4write, proc, sampler
+from pipeline.send import instants
+from pipeline.send.strategy import Strategy
+from pipeline.types import Chunk, Limits, Media, SampleTable, VideoInfo
+
+log = logging.getLogger(__name__)
+
+_MAX_SHRINKS = 3  # a keyframe interval is encoded again at most this often, each time smaller
+_CRF_STEP = 6  # ~half the bytes each time
+_MAX_CRF = 51
+
+
+class CompactSending:
+    """The proxy of one video, its chunks and their bytes."""
+
+    def __init__(self, strategy: Strategy, info: VideoInfo, limits: Limits,
+                 folder: Path) -> None:
+        self.strategy = strategy
+        self.limits = limits
+        self.grid = instants.grid(info, strategy.sample_ms)
+        self.length = instants.span(info)
+        self.per_chunk = limits.max_duration_ms // strategy.sample_ms
+        if self.per_chunk < 1:
+            raise InputError(info.path, f"--max-seconds is shorter than one sample "
+                             f"({strategy.sample_ms} ms): a compact chunk holds one at least")
+        self.keyint = max(1, self.per_chunk // 10)
+        self._folder = folder
+        self._name = info.path
+        self._tables: dict[str, SampleTable] = {}
+        self._lock = threading.Lock()
+        self.source = str(self._encode(info))
+
+    # -- the proxy ---------------------------------------------------------------------------
+    def _encode(self, info: VideoInfo) -> Path:
+        """The proxy file, made once: an earlier run's is taken as it is (renamed into place
+        only when whole, and named by its command line)."""
+        argv = sampler.proxy_argv(info.path, "OUT", self.grid, side=self.strategy.proxy_size,
+                                  crf=self.strategy.crf, keyint=self.keyint,
+                                  per_chunk=self.per_chunk)
+        digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
+        path = self._folder / f"proxy-{digest}.mp4"
+        if not path.exists():
+            log.info("%s: encoding the compact proxy (%d frames, %d px, CRF %d)", info.path,
+                     self.grid.count, self.strategy.proxy_size, self.strategy.crf)
+            with encode_failures(info.path, "the compact proxy"):
+                self._folder.mkdir(parents=True, exist_ok=True)
+                part = path.with_suffix(".part")
+                proc.run([*argv[:-1], f"file:{part}"])
+                os.replace(part, path)
+        table = self._table(str(path))
+        if len(table.sizes) != self.grid.count:
+            raise InputError(info.path, f"the compact proxy holds {len(table.sizes)} of "
+                             f"{self.grid.count} sampled frames (the video does not decode "
+                             "to its end)")
+        return path
+
+    def _table(self, path: str) -> SampleTable:
+        with self._lock:
+            if path not in self._tables:
+                found = mp4read.video_tables(path)
+                if not found:
+                    raise SegmentError(f"{path}: not a readable MP4")
+                self._tables[path] = next(iter(found.values()))
+            return self._tables[path]
+
+    # -- chunks ------------------------------------------------------------------------------
+    def chunks(self) -> list[Chunk]:
+        pieces = self._cut(self.source, 0, self.grid.count, 0, self.limits, depth=0)
+        return [dataclasses.replace(c, index=i) for i, c in enumerate(pieces)]
+
+    def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
+        assert chunk.packets is not None
+        first, end = chunk.packets
+        offset = self._instant(chunk.start) - first
+        pieces = self._cut(chunk.path, first, end, offset, limits, depth=int(chunk.reencoded))
+        if len(pieces) < 2:
+            raise SegmentError(f"chunk {chunk.index} cannot be cut smaller")
+        return [dataclasses.replace(c, index=i) for i, c in enumerate(pieces)]
+
+    def _cut(self, path: str, first: int, end: int, offset: int, limits: Limits, *,
+             depth: int) -> list[Chunk]:
+        """Samples [first, end) of `path` (instant = sample + offset) as verified chunks."""
+        table = self._table(path)
+        per_chunk = limits.max_duration_ms // self.strategy.sample_ms
+        out: list[Chunk] = []
+        for a, b, fits in greedy(table, first, end, per_chunk, limits.max_bytes):
+            if fits:
+                out.append(self._chunk(path, table, a, b, offset, limits, reencoded=depth > 0))
+            else:
+                out.extend(self._shrink(path, a, b, offset, limits, depth + 1))
+        return out
+
+    def _chunk(self, path: str, table: SampleTable, a: int, b: int, offset: int,
+               limits: Limits, *, reencoded: bool) -> Chunk:
+        """One chunk, verified: starts on a keyframe, every frame one interval long, within
+        both limits."""
+        size = mp4write.layout(table, a, b).size
+        ticks = self.strategy.sample_ms * table.timescale // 1000
+        durations = table.durations[a:b]
+        if not table.keys[a] or (durations != ticks).any():
+            raise SegmentError(f"{path}: samples {a}-{b} do not start on a keyframe or are "
+                               f"not {self.strategy.sample_ms} ms apart")
+        if size > limits.max_bytes or (b - a) * self.strategy.sample_ms > limits.max_duration_ms:
+            raise SegmentError(f"{path}: samples {a}-{b} come to {size} bytes, over the limits")
+        start, stop = instants.bounds(a + offset, b + offset, self.strategy.sample_ms,
+                                      self.length)
+        return Chunk(0, path, start, stop, size, b - a, reencoded, packets=(a, b))
+
+    def _shrink(self, path: str, a: int, b: int, offset: int, limits: Limits,
+                depth: int) -> list[Chunk]:
+        """Samples [a, b) encoded again smaller (a keyframe interval alone is over the byte
+        limit), then cut like the rest."""
+        crf = min(_MAX_CRF, self.strategy.crf + _CRF_STEP * depth)
+        if depth > _MAX_SHRINKS:
+            raise SegmentError(f"frames at {(a + offset) * self.strategy.sample_ms / 1000:.0f} s "
+                               f"stay over {limits.max_bytes} bytes even encoded at CRF {crf}")
+        keyint = max(1, (b - a) // 4)
+        target = Path(path).with_name(f"{Path(path).stem}-{a}-{b}-crf{crf}.mp4")
+        log.warning("compact: frames %d-%d are %d bytes a keyframe interval, over the limit; "
+                    "encoding them again at CRF %d", a + offset, b + offset,
+                    mp4write.layout(self._table(path), a, b).size, crf)
+        if not target.exists():
+            part = target.with_suffix(".part")
+            with encode_failures(self._name, "a smaller compact chunk"):
+                proc.run(sampler.shrink_argv(path, str(part), a, b, crf=crf, keyint=keyint))
+                os.replace(part, target)
+        if len(self._table(str(target)).sizes) != b - a:
+            raise SegmentError(f"{target}: re-encoding lost frames")
+        return self._cut(str(target), 0, b - a, a + offset, limits, depth=depth)
+
+    def _instant(self, start: Fraction) -> int:
+        return int(start * 1000 / self.strategy.sample_ms)
+
+    # -- requests ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def open(self, chunk: Chunk) -> Iterator[Media]:
+        yield Media(data=self.build(chunk))
+
+    def build(self, chunk: Chunk) -> bytes:
+        """The chunk's bytes: an MP4 of its samples, built from the proxy's sample table."""
+        assert chunk.packets is not None
+        table = self._table(chunk.path)
+        fd = os.open(chunk.path, os.O_RDONLY)
+        try:
+            return mp4write.chunk_bytes(fd, table, *chunk.packets)
+        finally:
+            os.close(fd)
+
+
+def greedy(table: SampleTable, first: int, end: int, per_chunk: int,
+           max_bytes: int) -> Iterator[tuple[int, int, bool]]:
+    """Cuts of samples [first, end) at keyframes, each chunk as many keyframe intervals as fit
+    in `per_chunk` samples and `max_bytes` (its exact size as written): (a, b, True); a keyframe
+    interval that does not fit alone: (a, b, False)."""
+    keys = np.flatnonzero(table.keys[first:end]) + first
+    stops = [int(k) for k in keys if k > first] + [end]
+    a = first
+    while a < end:
+        best = None
+        for b in (b for b in stops if a < b <= a + per_chunk):
+            if mp4write.layout(table, a, b).size > max_bytes:
+                break  # sizes only grow with b
+            best = b
+        if best is None:
+            best = next(b for b in stops if b > a)
+            yield a, best, False
+        else:
+            yield a, best, True
+        a = best
+
+
+@contextlib.contextmanager
+def encode_failures(path: str, what: str) -> Iterator[None]:
+    """A failed encode fails the video with one sentence (a full disk says so)."""
+    try:
+        yield
+    except FFmpegError as exc:
+        raise io_failure(exc) or InputError(path, f"could not make {what} ({exc.summary})") \
+            from exc
+    except OSError as exc:
+        raise io_failure(exc) or exc from None

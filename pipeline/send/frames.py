@@ -1,0 +1,119 @@
+"""The frames strategy: the sampled frames as JPEG image inputs, up to 128 a request.
+
+One ffmpeg pass per video (both cores) writes every sampled frame as a JPEG into one MOV file,
+whose sample table says where each image lies (image n is instant n): nothing is written per
+image, and a batch's images are read from the file when it is sent. A batch is consecutive
+instants, so it starts on a whole interval and its answers go straight onto the source clock.
+Any image model takes them: Clarifai's video predict serves only a few public models, its
+image predict every image model, a user's own included."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.errors import InputError, SegmentError
+from pipeline.media import mp4read, proc, sampler
+from pipeline.send import instants
+from pipeline.send.compact import encode_failures
+from pipeline.send.strategy import Strategy
+from pipeline.types import DEFAULT_MAX_BYTES, Chunk, Limits, Media, SampleTable, VideoInfo
+
+log = logging.getLogger(__name__)
+
+# Clarifai's image inputs are limited to 20 MB each (ours come to ~20-50 KB).
+IMAGE_MAX_BYTES = 20_000_000
+
+
+class FramesSending:
+    """One video's sampled frames as JPEGs, and the batches of them that requests carry."""
+
+    def __init__(self, strategy: Strategy, info: VideoInfo, limits: Limits,
+                 folder: Path) -> None:
+        self.strategy = strategy
+        self.limits = limits
+        self.grid = instants.grid(info, strategy.sample_ms)
+        self.length = instants.span(info)
+        self._folder = folder
+        path, self.table = self._extract(info)
+        self.source = str(path)
+        self._check_sizes(info)
+
+    def _extract(self, info: VideoInfo) -> tuple[Path, SampleTable]:
+        """The images file, made once (an earlier run's is taken as it is: renamed into place
+        only when whole, and named by its command line)."""
+        argv = sampler.images_argv(info.path, "OUT", self.grid, side=self.strategy.image_size,
+                                   quality=self.strategy.image_quality)
+        digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
+        path = self._folder / f"images-{digest}.mov"
+        if not path.exists():
+            log.info("%s: writing %d sampled frames as JPEGs (%d px, q %d)", info.path,
+                     self.grid.count, self.strategy.image_size, self.strategy.image_quality)
+            with encode_failures(info.path, "the frames' JPEGs"):
+                self._folder.mkdir(parents=True, exist_ok=True)
+                part = path.with_suffix(".part")
+                proc.run([*argv[:-1], f"file:{part}"])
+                os.replace(part, path)
+        table = next(iter(mp4read.video_tables(str(path)).values()), None)
+        held = len(table.sizes) if table is not None else 0
+        if table is None or held != self.grid.count:
+            raise InputError(info.path, f"the frames file holds {held} of {self.grid.count} "
+                             "sampled frames (the video does not decode to its end)")
+        return path, table
+
+    def _check_sizes(self, info: VideoInfo) -> None:
+        largest = int(self.table.sizes.max())
+        if largest > min(IMAGE_MAX_BYTES, self.limits.max_bytes):
+            raise InputError(info.path, f"a sampled frame's JPEG is {largest:,} bytes, over "
+                             "the limit for one input; lower --image-size or --image-quality")
+
+    # -- batches -----------------------------------------------------------------------------
+    def chunks(self) -> list[Chunk]:
+        # Images travel as bytes in every mode: a request within the bytes limit, too.
+        budget = min(self.limits.max_bytes, DEFAULT_MAX_BYTES["bytes"])
+        return self._batches(0, self.grid.count, self.strategy.images_per_request, budget)
+
+    def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
+        """Two batches or more, each at most half the images (the API refused this one)."""
+        assert chunk.packets is not None
+        first, end = chunk.packets
+        if end - first < 2:
+            raise SegmentError(f"batch {chunk.index}: one image, refused as too large")
+        return self._batches(first, end, (end - first + 1) // 2, limits.max_bytes)
+
+    def _batches(self, first: int, end: int, per_request: int, max_bytes: int) -> list[Chunk]:
+        """Consecutive instants, each batch at most `per_request` images and `max_bytes`."""
+        sizes = self.table.sizes
+        out: list[Chunk] = []
+        a = first
+        while a < end:
+            b, total = a, 0
+            # One image at least, whatever its size (each was checked against the limit).
+            while b < end and b - a < per_request and (
+                    b == a or total + int(sizes[b]) <= max_bytes):
+                total += int(sizes[b])
+                b += 1
+            start, stop = instants.bounds(a, b, self.strategy.sample_ms, self.length)
+            out.append(Chunk(len(out), self.source, start, stop, total, b - a, packets=(a, b)))
+            a = b
+        return out
+
+    # -- requests ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def open(self, chunk: Chunk) -> Iterator[Media]:
+        yield Media(images=self.images(chunk))
+
+    def images(self, chunk: Chunk) -> tuple[bytes, ...]:
+        """The batch's JPEGs, read from the images file."""
+        assert chunk.packets is not None
+        first, end = chunk.packets
+        fd = os.open(chunk.path, os.O_RDONLY)
+        try:
+            return tuple(os.pread(fd, int(self.table.sizes[i]), int(self.table.offsets[i]))
+                         for i in range(first, end))
+        finally:
+            os.close(fd)
