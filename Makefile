@@ -40,11 +40,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # A 2-minute 720p sample made with lavfi sources (over the 10 MB byte limit); never committed.
+# Quality-based (CRF) with a pinned thread count and bit-exact muxing: the same bytes on every
+# machine with this ffmpeg, so the README's examples are what you see.
 $(SAMPLE):
 	@mkdir -p sample_videos
 	ffmpeg -v error -nostdin -y -f lavfi -i "testsrc2=size=1280x720:rate=30,noise=alls=6:allf=t" \
 	  -f lavfi -i "sine=frequency=330:sample_rate=44100" -t 120 -shortest \
-	  -c:v libx264 -preset veryfast -b:v 2500k -g 90 -c:a aac -b:a 96k -movflags +faststart $@
+	  -c:v libx264 -preset veryfast -crf 26 -g 90 -threads 2 -c:a aac -b:a 96k \
+	  -fflags +bitexact -flags:v +bitexact -flags:a +bitexact -movflags +faststart $@.part.mp4
+	mv $@.part.mp4 $@
 
 demo: install $(SAMPLE)
 	$(BIN)/video-pipeline probe $(SAMPLE)
@@ -90,6 +94,8 @@ bench: install
 	$(PY) bench/bench_report.py
 	$(PY) bench/bench_serve.py
 	$(PY) bench/bench_url.py
+	$(PY) bench/bench_strategies.py
+	$(PY) bench/bench_dask_rate.py
 
 clean:
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache bench/out mutants $(NODE)/node_modules
