@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import threading
@@ -22,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import FFmpegError, InputError, SegmentError, io_failure
+from pipeline.errors import InputError, SegmentError
 from pipeline.media import mp4read, mp4write, proc, sampler
 from pipeline.send import instants
+from pipeline.send.encoded import encode_failures, made_once
 from pipeline.send.strategy import Strategy
 from pipeline.types import Chunk, Limits, Media, SampleTable, VideoInfo
 
@@ -62,16 +62,10 @@ class CompactSending:
         argv = sampler.proxy_argv(info.path, "OUT", self.grid, side=self.strategy.proxy_size,
                                   crf=self.strategy.crf, keyint=self.keyint,
                                   per_chunk=self.per_chunk)
-        digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
-        path = self._folder / f"proxy-{digest}.mp4"
-        if not path.exists():
-            log.info("%s: encoding the compact proxy (%d frames, %d px, CRF %d)", info.path,
-                     self.grid.count, self.strategy.proxy_size, self.strategy.crf)
-            with encode_failures(info.path, "the compact proxy"):
-                self._folder.mkdir(parents=True, exist_ok=True)
-                part = path.with_suffix(".part")
-                proc.run([*argv[:-1], f"file:{part}"])
-                os.replace(part, path)
+        path = made_once(argv, self._folder, "proxy.mp4", video=info.path,
+                         what="the compact proxy",
+                         doing=f"encoding the compact proxy ({self.grid.count} frames, "
+                               f"{self.strategy.proxy_size} px, CRF {self.strategy.crf})")
         table = self._table(str(path))
         if len(table.sizes) != self.grid.count:
             raise InputError(info.path, f"the compact proxy holds {len(table.sizes)} of "
@@ -192,15 +186,3 @@ def greedy(table: SampleTable, first: int, end: int, per_chunk: int,
         else:
             yield a, best, True
         a = best
-
-
-@contextlib.contextmanager
-def encode_failures(path: str, what: str) -> Iterator[None]:
-    """A failed encode fails the video with one sentence (a full disk says so)."""
-    try:
-        yield
-    except FFmpegError as exc:
-        raise io_failure(exc) or InputError(path, f"could not make {what} ({exc.summary})") \
-            from exc
-    except OSError as exc:
-        raise io_failure(exc) or exc from None

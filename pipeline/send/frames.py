@@ -10,16 +10,15 @@ image predict every image model, a user's own included."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import InputError, SegmentError
-from pipeline.media import mp4read, proc, sampler
+from pipeline.media import mp4read, sampler
 from pipeline.send import instants
-from pipeline.send.compact import encode_failures
+from pipeline.send.encoded import made_once
 from pipeline.send.strategy import Strategy
 from pipeline.types import DEFAULT_MAX_BYTES, Chunk, Limits, Media, SampleTable, VideoInfo
 
@@ -48,16 +47,10 @@ class FramesSending:
         only when whole, and named by its command line)."""
         argv = sampler.images_argv(info.path, "OUT", self.grid, side=self.strategy.image_size,
                                    quality=self.strategy.image_quality)
-        digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
-        path = self._folder / f"images-{digest}.mov"
-        if not path.exists():
-            log.info("%s: writing %d sampled frames as JPEGs (%d px, q %d)", info.path,
-                     self.grid.count, self.strategy.image_size, self.strategy.image_quality)
-            with encode_failures(info.path, "the frames' JPEGs"):
-                self._folder.mkdir(parents=True, exist_ok=True)
-                part = path.with_suffix(".part")
-                proc.run([*argv[:-1], f"file:{part}"])
-                os.replace(part, path)
+        path = made_once(argv, self._folder, "images.mov", video=info.path,
+                         what="the frames' JPEGs",
+                         doing=f"writing {self.grid.count} sampled frames as JPEGs "
+                               f"({self.strategy.image_size} px, q {self.strategy.image_quality})")
         table = next(iter(mp4read.video_tables(str(path)).values()), None)
         held = len(table.sizes) if table is not None else 0
         if table is None or held != self.grid.count:

@@ -1,0 +1,46 @@
+"""A strategy's one encode per video (the compact proxy, the frames' JPEGs): run once, named by
+its command line, renamed into place only when whole, so a later run (a resume) takes it as it is.
+Its failure is the video's, in one sentence; a full disk says so."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.errors import FFmpegError, InputError, io_failure
+from pipeline.media import proc
+
+log = logging.getLogger(__name__)
+
+
+def made_once(argv: list[str], folder: Path, name: str, *, video: str, what: str,
+              doing: str) -> Path:
+    """The file `argv` writes (its last item stands for the output), in `folder` as
+    `NAME-DIGEST.EXT` with the digest of the command line; encoded only when not there yet."""
+    digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
+    stem, ext = os.path.splitext(name)
+    path = folder / f"{stem}-{digest}{ext}"
+    if not path.exists():
+        log.info("%s: %s", video, doing)
+        with encode_failures(video, what):
+            folder.mkdir(parents=True, exist_ok=True)
+            part = path.with_suffix(".part")
+            proc.run([*argv[:-1], f"file:{part}"])
+            os.replace(part, path)
+    return path
+
+
+@contextlib.contextmanager
+def encode_failures(path: str, what: str) -> Iterator[None]:
+    """A failed encode fails the video with one sentence (a full disk says so)."""
+    try:
+        yield
+    except FFmpegError as exc:
+        raise io_failure(exc) or InputError(path, f"could not make {what} ({exc.summary})") \
+            from exc
+    except OSError as exc:
+        raise io_failure(exc) or exc from None
