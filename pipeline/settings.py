@@ -118,7 +118,8 @@ class Settings:
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} must be {' or '.join(allowed)}, not {value!r}")
+        choices = " or ".join(allowed) if len(allowed) == 2 else "one of " + ", ".join(allowed)
+        raise ConfigError(f"{name} must be {choices}, not {value!r}")
 
 
 def _at_least(name: str, value: float | None, low: float, *, at_most: float | None = None,

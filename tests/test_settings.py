@@ -188,6 +188,17 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"download_timeout": 0}, "VIDEO_PIPELINE_DOWNLOAD_TIMEOUT must be above 0, not 0"),
     ({"stage": "bucket/prefix"}, "--stage takes s3://BUCKET/PREFIX, not 'bucket/prefix'"),
     ({"s3_endpoint_url": "ftp://x"}, "--s3-endpoint-url takes an http(s) URL, not 'ftp://x'"),
+    ({"strategy": "gif"}, "--strategy must be one of copy, compact, frames, not 'gif'"),
+    ({"proxy_size": 63}, "--proxy-size must be between 64 and 4096, not 63"),
+    ({"proxy_size": 4097}, "--proxy-size must be between 64 and 4096, not 4097"),
+    ({"proxy_crf": -1}, "--proxy-crf must be between 0 and 51, not -1"),
+    ({"proxy_crf": 52}, "--proxy-crf must be between 0 and 51, not 52"),
+    ({"image_size": 63}, "--image-size must be between 64 and 4096, not 63"),
+    ({"image_size": 4097}, "--image-size must be between 64 and 4096, not 4097"),
+    ({"image_quality": 1}, "--image-quality must be between 2 and 31, not 1"),
+    ({"image_quality": 32}, "--image-quality must be between 2 and 31, not 32"),
+    ({"images_per_request": 0}, "--images-per-request must be between 1 and 128, not 0"),
+    ({"images_per_request": 129}, "--images-per-request must be between 1 and 128, not 129"),
 ]
 
 
@@ -207,6 +218,11 @@ def test_every_bound_itself_is_allowed() -> None:
              download_max_bytes=1, download_timeout=0.001, stage="s3://b/p",
              s3_endpoint_url="HTTPS://minio.local")
     Settings(sample_ms=60_000, min_confidence=1, s3_endpoint_url="http://127.0.0.1:9000")
+    for name in ("copy", "compact", "frames"):
+        Settings(strategy=name)
+    Settings(proxy_size=64, proxy_crf=0, image_size=64, image_quality=2, images_per_request=1)
+    Settings(proxy_size=4096, proxy_crf=51, image_size=4096, image_quality=31,
+             images_per_request=128)
 
 
 def test_limits_follow_the_mode_unless_given() -> None:
@@ -220,6 +236,8 @@ def test_only_url_mode_to_clarifai_sends_urls() -> None:
     """The local backend reads chunks where they are, whatever the mode."""
     assert [Settings(backend=b, mode=m).sends_urls for b in ("local", "clarifai")
             for m in ("bytes", "url")] == [False, False, False, True]
+    assert [Settings(backend="clarifai", mode="url", strategy=name).sends_urls
+            for name in ("copy", "compact", "frames")] == [True, True, False]
 
 
 def test_outputs_carry_the_segment_rules_and_the_exports_in_their_order() -> None:

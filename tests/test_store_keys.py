@@ -52,3 +52,30 @@ def test_a_chunk_cut_differently_has_another_key() -> None:
     assert all(KEY.for_chunk(c) != KEY.for_chunk(CHUNK) for c in moved)
     renamed = dataclasses.replace(CHUNK, index=5, path="elsewhere.mp4")
     assert KEY.for_chunk(renamed) == KEY.for_chunk(CHUNK)
+
+
+COMPACT = dataclasses.replace(KEY, strategy=(("name", "compact"), ("proxy_size", 320),
+                                             ("crf", 30)))
+
+
+def test_a_strategy_other_than_copy_is_part_of_both_keys() -> None:
+    """compact and frames name themselves and their settings in the video's and each chunk's
+    key; copy adds nothing, so results saved before strategies existed stay done."""
+    assert COMPACT.as_dict() == KEY.as_dict() | {
+        "strategy": {"name": "compact", "proxy_size": 320, "crf": 30}}
+    assert COMPACT.for_chunk(CHUNK) == KEY.for_chunk(CHUNK) | {
+        "strategy": {"name": "compact", "proxy_size": 320, "crf": 30}}
+    assert "strategy" not in KEY.as_dict() and "strategy" not in KEY.for_chunk(CHUNK)
+
+
+def test_another_strategy_setting_is_another_run() -> None:
+    """A smaller proxy, or the frames strategy, redoes the video and each of its chunks."""
+    smaller = dataclasses.replace(COMPACT, strategy=(("name", "compact"), ("proxy_size", 256),
+                                                     ("crf", 30)))
+    frames = dataclasses.replace(KEY, strategy=(("name", "frames"), ("image_size", 320),
+                                                ("image_quality", 4),
+                                                ("images_per_request", 128)))
+    keys = [k.as_dict() for k in (KEY, COMPACT, smaller, frames)]
+    chunk_keys = [k.for_chunk(CHUNK) for k in (KEY, COMPACT, smaller, frames)]
+    assert all(keys[i] != keys[j] and chunk_keys[i] != chunk_keys[j]
+               for i in range(4) for j in range(i + 1, 4))
