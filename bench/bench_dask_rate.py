@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import OUT  # noqa: E402
+from common import OUT, start_serve  # noqa: E402
 
 
 def make_videos(folder: Path, count: int) -> None:
@@ -35,21 +34,6 @@ def make_videos(folder: Path, count: int) -> None:
                             f"testsrc2=size=320x240:rate=25,noise=alls=20:allf=t,hue=h={i * 40}",
                             "-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "300k",
                             "-g", "25", "-pix_fmt", "yuv420p", str(path)], check=True)
-
-
-def serve(log: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--port", "0",
-                             "--request-log", str(log), "--workers", "16"], cwd=REPO,
-                            text=True, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    line = ""
-    while "serving on" not in line:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            raise SystemExit("serve exited")
-    found = re.search(r":(\d+)$", line.strip())
-    assert found
-    return proc, int(found.group(1))
 
 
 def peak(arrivals: list[float]) -> int:
@@ -69,7 +53,7 @@ def main() -> None:
     out, log = work / "out", work / "requests.jsonl"
     shutil.rmtree(out, ignore_errors=True)
     log.unlink(missing_ok=True)
-    server, port = serve(log)
+    server, port = start_serve("--request-log", str(log), "--workers", "16")
     try:
         began = time.monotonic()
         done = subprocess.run(

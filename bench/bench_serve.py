@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, sh  # noqa: E402
+from common import OUT, sh, start_serve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,19 +37,6 @@ def ten_seconds_720p() -> Path:
            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "3000k", "-maxrate", "3500k",
            "-bufsize", "6000k", "-g", "60", "-pix_fmt", "yuv420p", str(path))
     return path
-
-
-def start_serve() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--port", "0"],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "VIDEO_PIPELINE_API_KEY": ""})
-    assert proc.stderr is not None
-    line = ""
-    while "serving on" not in line:
-        line = proc.stderr.readline()
-        if not line:
-            raise SystemExit("serve exited before listening")
-    return proc, int(line.rsplit(":", 1)[1])
 
 
 def one_request(stub: service_pb2_grpc.V2Stub, video: bytes) -> float:

@@ -20,34 +20,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from common import OUT, thirty_minute_720p
+from common import OUT, start_serve, thirty_minute_720p
 from footage import real_ten_minutes, stress_720p
 
 REPO = Path(__file__).resolve().parent.parent
 STRATEGIES = ("copy", "compact", "frames")
 VIDEOS = {"thirty": (thirty_minute_720p, 1000), "real": (real_ten_minutes, 1000),
           "stress": (stress_720p, 100)}
-
-
-def serve(log: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--port", "0",
-                             "--request-log", str(log), "--workers", "4"], cwd=REPO,
-                            text=True, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    line = ""
-    while "serving on" not in line:
-        line = proc.stderr.readline()
-        assert line or proc.poll() is None, "serve exited"
-    found = re.search(r":(\d+)$", line.strip())
-    assert found
-    return proc, int(found.group(1))
 
 
 def run(video: Path, out: Path, port: int, strategy: str, sample_ms: int) -> dict[str, Any]:
@@ -117,7 +102,7 @@ def bench(name: str) -> dict[str, Any]:
         subprocess.run(["rm", "-rf", str(out)], check=True)
         log = work / f"{strategy}-requests.jsonl"
         log.unlink(missing_ok=True)
-        server, port = serve(log)
+        server, port = start_serve("--request-log", str(log), "--workers", "4")
         try:
             measured = run(video, out, port, strategy, sample_ms)
         finally:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+REPO = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
 T = TypeVar("T")
 
@@ -55,3 +57,18 @@ def thirty_minute_720p() -> Path:
         sh("ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "concat", "-safe", "0", "-i",
            str(listing), "-c", "copy", str(path))
     return path
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen[str], int]:
+    """`video-pipeline serve` on a free loopback port, in a process of its own (its CPU is not
+    the client's), with `args`; returns the process and the port once it listens."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--port", "0", *args],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VIDEO_PIPELINE_API_KEY": ""})
+    assert proc.stderr is not None
+    line = ""
+    while "serving on" not in line:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit("serve exited before listening")
+    return proc, int(line.strip().rsplit(":", 1)[1])

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -67,6 +68,25 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def kill_after_saving(victim: subprocess.Popen[str], out: Path,
+                      results: int) -> tuple[set[int], dict[int, int]]:
+    """SIGKILL a run once it has saved `results` chunk results; then the chunks saved (by
+    index) and every chunk's size (sizes tell the chunks apart in serve's request log)."""
+    try:
+        wait_for(lambda: len(checkpoints(out)) >= results, 60, f"{results} saved results")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+    finally:
+        victim.kill()
+        victim.communicate()
+    saved = {int(p.stem.split("-")[1]) for p in checkpoints(out)}
+    chunks = json.loads(next(out.glob("*/chunks.json")).read_text())["chunks"]
+    sizes = {c["index"]: c["size_bytes"] for c in chunks}
+    assert len(set(sizes.values())) == len(sizes), "chunk sizes must tell chunks apart"
+    assert len(saved) < len(chunks), "killed too late to prove anything"
+    return saved, sizes
 
 
 def result_files(out: Path) -> dict[str, bytes]:

@@ -15,6 +15,7 @@ from batch_support import (
     by_source,
     checkpoints,
     cli,
+    kill_after_saving,
     make_video,
     run_cli,
     start_serve,
@@ -69,19 +70,7 @@ def test_sigkill_then_rerun_sends_no_finished_chunk_again(
     assert done.returncode == 0, done.stderr
 
     out = tmp_path / "out"
-    victim = cli(*_clarifai(long_video, out, api), env=env)
-    try:
-        wait_for(lambda: len(checkpoints(out)) >= 2, 60, "two saved chunks")
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=10)
-    finally:
-        victim.kill()
-        victim.communicate()
-    saved = {int(p.stem.split("-")[1]) for p in checkpoints(out)}
-    chunks = json.loads(next(out.glob("*/chunks.json")).read_text())["chunks"]
-    sizes = {c["index"]: c["size_bytes"] for c in chunks}
-    assert len(set(sizes.values())) == len(sizes), "chunk sizes must tell chunks apart"
-    assert len(saved) < len(chunks), "killed too late to prove anything"
+    saved, sizes = kill_after_saving(cli(*_clarifai(long_video, out, api), env=env), out, 2)
     rerun_started = time.time()
     again = run_cli(*_clarifai(long_video, out, api), env=env)
     assert again.returncode == 0, again.stderr
@@ -89,7 +78,7 @@ def test_sigkill_then_rerun_sends_no_finished_chunk_again(
     assert not {sizes[i] for i in saved} & set(resent)
     assert sorted(resent) == sorted(sizes[i] for i in sizes if i not in saved)
     (entry,) = summary(out)["inputs"]
-    assert (entry["resumed"], entry["requests"]) == (len(saved), len(chunks) - len(saved))
+    assert (entry["resumed"], entry["requests"]) == (len(saved), len(sizes) - len(saved))
     name = next(out.glob("*/timeline.json")).relative_to(out)
     assert (out / name).read_bytes() == (reference / name).read_bytes()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import media
 import pytest
-from batch_support import checkpoints, cli, run_cli, summary, wait_for
+from batch_support import cli, kill_after_saving, run_cli, summary
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
@@ -237,18 +236,7 @@ def test_sigkill_then_rerun_sends_no_finished_request_again(
     env = {"CLARIFAI_PAT": KEY}
     try:
         out = tmp_path / "out"
-        victim = cli(*args, "--out", str(out), env=env)
-        try:
-            wait_for(lambda: len(checkpoints(out)) >= 1, 60, "a saved result")
-            victim.send_signal(signal.SIGKILL)
-            victim.wait(timeout=10)
-        finally:
-            victim.kill()
-            victim.communicate()
-        saved = {int(p.stem.split("-")[1]) for p in checkpoints(out)}
-        chunks = json.loads(next(out.glob("*/chunks.json")).read_text())["chunks"]
-        sizes = {c["index"]: c["size_bytes"] for c in chunks}
-        assert len(set(sizes.values())) == len(sizes) and len(saved) < len(chunks)
+        saved, sizes = kill_after_saving(cli(*args, "--out", str(out), env=env), out, 1)
         rerun_began = time.time()
         assert run_cli(*args, "--out", str(out), env=env).returncode == 0
         resent = [r["size_bytes"] for r in _requests(slow, rerun_began)]
