@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Protocol
 
-from pipeline.backends import Backend
 from pipeline.errors import OverLimitError
 from pipeline.merge import merge, place
-from pipeline.types import Chunk, ChunkResult, Limits, Media
+from pipeline.types import Chunk, ChunkResult, Limits, Media, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,19 @@ MAX_RESPLITS = 3
 Recut = Callable[[Chunk, Limits], list[Chunk]]
 # Opens a chunk's media for one request (and lets it go after: a built chunk, a staged object).
 Opener = Callable[[Chunk], AbstractContextManager[Media]]
+
+
+class Backend(Protocol):
+    """Answers one chunk at a time; the result says which clock its frame times are on."""
+
+    name: str
+    model: ModelInfo
+
+    def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
+        """Score `chunk`, whose bytes (or URL) `media` carries."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits, recut: Recut,

@@ -21,7 +21,8 @@ from clarifai_grpc.grpc.api.status import status_code_pb2
 
 from pipeline.batch.runner import Runner
 from pipeline.probe import probe
-from pipeline.send.strategy import Strategy, prepare
+from pipeline.send.prepare import prepare
+from pipeline.send.strategy import Strategy
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import ServeConfig, Server
 from pipeline.settings import Settings

@@ -20,8 +20,9 @@ from pipeline.batch.summary import Outcome, Status, failed
 from pipeline.errors import AuthError, InputError, Interrupted, LockedError
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
+from pipeline.send.prepare import prepare
 from pipeline.send.senders import ReferenceSender, Sender
-from pipeline.send.strategy import Sending, Strategy, prepare
+from pipeline.send.strategy import Sending, Strategy
 from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
 log = logging.getLogger(__name__)

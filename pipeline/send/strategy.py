@@ -6,23 +6,19 @@
 - `frames`: the sampled frames as JPEG image inputs, up to 128 a request (`send.frames`); any
   image model takes them.
 
-`prepare` makes what a strategy needs for one video (the proxy, the images: one ffmpeg pass)
-and returns its `Sending`: the video's chunks, how one is opened for a request, and how one the
-API refused as too large is cut again smaller."""
+Here: a strategy and its settings (`Strategy`) and what each strategy gives for a video
+(`Sending`: its chunks, how one is opened for a request, how one the API refused as too large is
+cut again smaller). `send.prepare` makes a video's `Sending`."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline import segment
 from pipeline.media import sampler
-from pipeline.send.media import ChunkMedia
-from pipeline.types import Chunk, Limits, Media, VideoInfo
+from pipeline.types import Chunk, Limits, Media
 
 STRATEGIES = ("copy", "compact", "frames")
 
@@ -77,40 +73,3 @@ class Sending(Protocol):
     def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
         """`chunk` cut again under `limits` (the API said it was too large); times kept."""
         ...
-
-
-def prepare(strategy: Strategy, info: VideoInfo, limits: Limits, folder: Path, *,
-            keep_audio: bool = False) -> Sending:
-    """What `strategy` sends for the probed video `info`; scratch files go in `folder`."""
-    if strategy.name == "compact":
-        from pipeline.send.compact import CompactSending
-        return CompactSending(strategy, info, limits, folder)
-    if strategy.name == "frames":
-        from pipeline.send.frames import FramesSending
-        return FramesSending(strategy, info, limits, folder)
-    return CopySending(info, limits, folder, keep_audio=keep_audio)
-
-
-class CopySending:
-    """The source's chunks, stream-copied; MP4 sources' built in memory as they are sent."""
-
-    def __init__(self, info: VideoInfo, limits: Limits, folder: Path, *,
-                 keep_audio: bool) -> None:
-        self.info = info
-        self.source = info.path
-        self._limits = limits
-        self._folder = str(folder)
-        self._options = segment.SegmentOptions(keep_audio=keep_audio)
-        self._media = ChunkMedia(info.table)
-
-    def chunks(self) -> list[Chunk]:
-        return segment.split(self.info, self._limits, self._folder, self._options,
-                             in_memory=True)
-
-    @contextlib.contextmanager
-    def open(self, chunk: Chunk) -> Iterator[Media]:
-        with self._media.open(chunk) as media:
-            yield media
-
-    def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
-        return segment.resplit(chunk, limits, self._folder, self._options, source=self.info)
