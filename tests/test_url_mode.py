@@ -137,6 +137,31 @@ def test_chunks_are_staged_sent_as_urls_and_removed(tmp_path: Path, clip: Path, 
     assert timeline(out)["frames"] == timeline(reference)["frames"]
 
 
+def test_compact_chunks_are_staged_and_frames_go_as_image_bytes(
+        tmp_path: Path, clip: Path, moto: Moto, api: Server) -> None:
+    """URL mode carries each strategy's own media: compact's proxy chunk is staged and sent as
+    a presigned URL (the prefix empty afterwards); frames' JPEGs are image inputs sent as
+    bytes (an image by URL would be a request per image), nothing staged."""
+    bucket = moto.bucket()
+    env = {**moto.env(), "CLARIFAI_PAT": KEY}
+    compact = tmp_path / "compact"
+    done = run_cli(*url_args(compact, str(clip), server=api, stage=f"s3://{bucket}/stage/",
+                             extra=("--strategy", "compact")), env=env)
+    assert done.returncode == 0, done.stderr
+    assert [r["kind"] for r in requests(api)] == ["video-url"]
+    assert len(moto.writes(bucket, "stage/")) == 1 and moto.keys(bucket) == []
+    frames = tmp_path / "frames"
+    done = run_cli(*url_args(frames, str(clip), server=api, stage=f"s3://{bucket}/stage2/",
+                             extra=("--strategy", "frames")), env=env)
+    assert done.returncode == 0, done.stderr
+    sent = requests(api)[1:]
+    assert len(sent) == 1 and sent[0]["kind"].startswith("image-bytes")
+    assert moto.writes(bucket, "stage2/") == [] and moto.keys(bucket) == []
+    times = [[f["frame_info"]["time"] for f in timeline(out)["frames"]]
+             for out in (compact, frames)]
+    assert times[0] == times[1] == list(range(500, 12_000, 1000))
+
+
 def test_ten_minutes_binds_for_a_low_bit_rate_video(tmp_path: Path, slow_clip: Path,
                                                     moto: Moto, api: Server,
                                                     aws_env: dict[str, str]) -> None:
