@@ -46,12 +46,12 @@ def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInf
         # the tables are read in this thread: numpy's buffers freed in another thread's malloc
         # arena were seen to stay in the process, 25 MB more at ten hours).
         ffprobed = pool.submit(_ffprobe, path)
-        tables = _mp4_scans(path) if scan and not keep_audio else None
+        tables = mp4read.video_tables(path) if scan and not keep_audio else None
         info = _parse_info(path, ffprobed.result())
         if not scan:
             return info
-        found = _mp4_scan(info, tables) if tables is not None else None
-    table, video = found if found is not None else (None, scan_packets(path, info.video))
+        table = _mp4_table(info, tables) if tables is not None else None
+    video = _table_packets(table) if table is not None else scan_packets(path, info.video)
     audio = (scan_packets(path, info.audio) if keep_audio and info.audio
              else Scanned(Packets.empty(), 0))
     _check_complete(path, info.size_bytes, video, audio)
@@ -188,23 +188,21 @@ def _parse_info(path: str, raw: dict[str, Any]) -> VideoInfo:
     )
 
 
-def _mp4_scans(path: str) -> dict[int, tuple[SampleTable, Scanned]]:
-    """Every video track's sample table and packets, by track position ({} for non-MP4s)."""
-    return {index: (table, _table_packets(table))
-            for index, table in mp4read.video_tables(path).items()}
+def _is_mp4(info: VideoInfo) -> bool:
+    """MP4 or MOV, as ffprobe names the family."""
+    return "mp4" in info.container or "mov" in info.container
 
 
-def _mp4_scan(info: VideoInfo, scans: dict[int, tuple[SampleTable, Scanned]]
-              ) -> tuple[SampleTable, Scanned] | None:
-    """MP4/MOV: the video stream's packets from its sample table in `moov` (0.1 s, not a pass
-    over a 700 MB file); None when the file is anything else or anything looks unusual (the
-    caller asks ffprobe then)."""
-    if "mp4" not in info.container and "mov" not in info.container:
+def _mp4_table(info: VideoInfo, tables: dict[int, SampleTable]) -> SampleTable | None:
+    """MP4/MOV: the video stream's sample table in `moov` (its packets without a pass over a
+    700 MB file; `tables` by track position); None when the file is anything else or anything
+    looks unusual (the caller asks ffprobe then)."""
+    if not _is_mp4(info):
         return None
-    found = scans.get(info.video.index)
+    found = tables.get(info.video.index)
     stream = info.video
-    if (found is None or stream.time_base != Fraction(1, found[0].timescale)
-            or (stream.frame_count is not None and stream.frame_count != len(found[0].sizes))):
+    if (found is None or stream.time_base != Fraction(1, found.timescale)
+            or (stream.frame_count is not None and stream.frame_count != len(found.sizes))):
         return None
     return found
 
@@ -215,8 +213,8 @@ def _table_packets(table: SampleTable) -> Scanned:
 
 def mp4_packets(path: str, info: VideoInfo) -> Scanned | None:
     """The MP4 fast path's packets, or None where it does not apply."""
-    found = _mp4_scan(info, _mp4_scans(path))
-    return found[1] if found is not None else None
+    table = _mp4_table(info, mp4read.video_tables(path))
+    return _table_packets(table) if table is not None else None
 
 
 def scan_packets(path: str, stream: StreamInfo) -> Scanned:
@@ -260,7 +258,7 @@ def _check_all_frames_read(path: str, info: VideoInfo, scanned: int) -> None:
     count every frame exactly: an AVI's index also lists the empty "drop" entries of variable
     frame rate, which hold no frame."""
     declared = info.video.frame_count
-    if "mp4" not in info.container and "mov" not in info.container:
+    if not _is_mp4(info):
         return
     if declared and scanned < declared:
         raise InputError(path, f"truncated: only {scanned} of the {declared} video frames its "

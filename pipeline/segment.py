@@ -118,7 +118,7 @@ def resplit(chunk: Chunk, limits: Limits, out_dir: str,
     try:
         with _work_dir(out_dir, f".work-{chunk.index}") as work:
             first = Stretch(info, chunk.start, limits, depth=1, reencoded=chunk.reencoded,
-                            base=base)
+                            base=base, plan=plan)
             pieces = _Cutter(limits, options, work, in_memory=chunk.packets is not None).cut(first)
             return _place(pieces, Path(out_dir), f"chunk-{chunk.index:05d}-{{:03d}}.mp4")
     except FFmpegError as exc:

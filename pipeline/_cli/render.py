@@ -65,8 +65,8 @@ def probe_text(info: VideoInfo) -> str:
     return "\n".join(lines)
 
 
-def plan_dict(info: VideoInfo, plan: Plan, costs: Sequence[Cost] = (),
-              strategy: str = "copy") -> dict[str, Any]:
+def plan_dict(info: VideoInfo, plan: Plan, costs: Sequence[Cost],
+              strategy: str) -> dict[str, Any]:
     return {
         "source": info.path, "size_bytes": info.size_bytes, "duration_ms": info.duration_ms,
         "strategy": strategy, "strategies": [c.as_dict() for c in costs],
@@ -79,9 +79,8 @@ def plan_dict(info: VideoInfo, plan: Plan, costs: Sequence[Cost] = (),
     }
 
 
-def plan_text(info: VideoInfo, plan: Plan, costs: Sequence[Cost] = (),
-              strategy: str = "copy") -> str:
-    d = plan_dict(info, plan)
+def plan_text(info: VideoInfo, plan: Plan, costs: Sequence[Cost], strategy: str) -> str:
+    d = plan_dict(info, plan, costs, strategy)
     lim = d["limits"]
     head = (f"{info.path}: {info.size_bytes:,} bytes, {info.duration_ms / 1000:.1f} s; "
             f"limits {lim['max_bytes']:,} bytes and {lim['max_duration_ms'] / 1000:g} s "

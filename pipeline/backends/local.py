@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -62,24 +62,25 @@ class LocalBackend:
         if len(images) != count:
             raise InputError(chunk.path, f"batch {chunk.index} holds {len(images)} images for "
                              f"{count} instants")
-        parts = list(self._batches(embedded.image_to_frame(image) for image in images))
-        return np.concatenate(parts) if parts else np.zeros((0, len(self._model.concepts)))
+        return self._score_all(embedded.image_to_frame(image) for image in images)
 
     def _scores(self, media: Media, grid: Grid, *, fast: bool) -> np.ndarray:
         decoded = decode.decode(media.path or media.url, grid, threads=self._decode_threads,
                                 fast=fast, data=media.data)
-        parts = list(self._batches(decoded))
-        return np.concatenate(parts) if parts else np.zeros((0, len(self._model.concepts)))
+        return self._score_all(decoded)
 
-    def _batches(self, decoded: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def _score_all(self, frames: Iterable[np.ndarray]) -> np.ndarray:
+        """Every frame's scores (frames x concepts), scored BATCH at a time as they come."""
+        parts: list[np.ndarray] = []
         batch: list[np.ndarray] = []
-        for frame in decoded:
+        for frame in frames:
             batch.append(frame)
             if len(batch) == BATCH:
-                yield self._classifier.scores(batch)
+                parts.append(self._classifier.scores(batch))
                 batch = []
         if batch:
-            yield self._classifier.scores(batch)
+            parts.append(self._classifier.scores(batch))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self._model.concepts)))
 
     def _concepts(self, row: np.ndarray) -> tuple[Concept, ...]:
         pairs = [Concept(cid, name, round(float(v), 6))

@@ -27,8 +27,8 @@ class Context:
     backend: Backend
     stop: StopCheck
     key: RunKey
+    lifetime: Lifetime  # how long a URL sent must stay valid
     stager: Stager | None = None  # URL mode with --stage
-    lifetime: Lifetime = lambda chunk, made: HOUR  # how long a URL sent must stay valid
 
     def staging_folder(self, video_id: str) -> S3Name:
         """Where this video's chunks are staged for this output folder: a rerun finds (and

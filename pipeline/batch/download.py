@@ -1,7 +1,7 @@
 """URL sources: telling a URL from a path, showing it without secrets, streaming it to a file.
 
 A URL's query string (a presigned signature), fragment and user:password never appear in a
-message, summary.json or timeline.json: `redact` is what is shown."""
+message, summary.json or timeline.json: `pipeline.redact.url` is what is shown."""
 
 from __future__ import annotations
 
@@ -30,11 +30,6 @@ def is_s3(text: str) -> bool:
     return text.lower().startswith("s3://")
 
 
-def redact(url: str) -> str:
-    """The URL without its query string, fragment or credentials."""
-    return redact_url(url)
-
-
 def url_problem(url: str) -> str | None:
     """Why a URL cannot be fetched as given (said before any network access), or None."""
     if is_s3(url):
@@ -58,7 +53,7 @@ def url_problem(url: str) -> str | None:
 def download(url: str, dest_dir: str, *, max_bytes: int, timeout: float) -> str:
     """Stream `url` to a file in `dest_dir` and return its path; raise InputError (naming the URL
     without its query string) on a failed or oversized download."""
-    shown = redact(url)
+    shown = redact_url(url)
     problem = url_problem(url)
     if problem:
         raise InputError(shown, problem)

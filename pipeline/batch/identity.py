@@ -26,10 +26,14 @@ def fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
-def video_id(path: str, *, name: str | None = None) -> str:
-    """Stable for the same content; different for different content under the same name.
-    `name` gives the stem for a downloaded file (the URL's file name)."""
-    stem = safe_name(Path(name or path).stem, 48) or "video"
+def _stem(name: str) -> str:
+    """An id's readable part: the file name without its extension, made safe."""
+    return safe_name(Path(name).stem, 48) or "video"
+
+
+def video_id(path: str) -> str:
+    """Stable for the same content; different for different content under the same name."""
+    stem = _stem(path)
     try:
         return f"{stem}-{fingerprint(path)[:12]}"
     except OSError:
@@ -41,6 +45,6 @@ def remote_id(file_name: str, size: int, version: str, *, where: str | None = No
     in storage by its size and ETag (for a single-part upload, the content's MD5); an http(s)
     URL by its address without the query string (`where`), its size and its ETag or
     Last-Modified (or by address and size alone, when the server gives neither)."""
-    stem = safe_name(Path(file_name).stem, 48) or "video"
+    stem = _stem(file_name)
     basis = "\n".join(part for part in (where, str(size), version) if part is not None)
     return f"{stem}-{hashlib.sha256(basis.encode()).hexdigest()[:12]}"

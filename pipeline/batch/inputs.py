@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.batch.download import is_url, redact, url_problem
+from pipeline.batch.download import is_url, url_problem
+from pipeline.redact import url as redact_url
 
 VIDEO_EXTENSIONS = {
     ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".f4v",
@@ -48,7 +49,7 @@ class Source:
         """The name used in messages, summary.json and timeline.json."""
         if self.label is not None:
             return self.label
-        return redact(self.path) if self.is_url else self.path
+        return redact_url(self.path) if self.is_url else self.path
 
 
 def expand(inputs: list[str], *, exclude: str | None = None) -> list[Source]:

@@ -8,6 +8,7 @@ message shows a URL's query string."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -41,8 +42,9 @@ class Remote:
     client: Any = None  # the S3 client, for s3:// sources
     ranges: RangeFile | None = None  # the last ranged reader, for its byte count
 
-    @property
+    @functools.cached_property
     def name(self) -> S3Name | None:
+        """The object's bucket and key, for an s3:// source (parsed once)."""
         return S3Name.parse(self.url, "an s3:// input") if download.is_s3(self.url) else None
 
     @property
@@ -109,7 +111,7 @@ class _NoRanges(Exception):
 def resolve(url: str, *, endpoint_url: str | None, timeout: float) -> Remote:
     """Size and version of a URL source, without its content: HEAD of an object in storage,
     or a GET of its first byte."""
-    shown = download.redact(url)
+    shown = redact.url(url)
     if download.is_s3(url):
         name = S3Name.parse(url, "an s3:// input")
         client = s3.client(endpoint_url)

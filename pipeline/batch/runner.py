@@ -67,10 +67,11 @@ class Runner:
         self.progress = progress
         self.stop: StopCheck = stop or threading.Event()
         self.summary = summary  # False on Dask workers: the client writes summary.json
-        self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey(
-            self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
-            settings.keep_audio, Strategy.of(settings).key()), _stager(settings),
-            url_lifetime or _lifetime(self.backend))
+        key = RunKey(self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
+                     settings.keep_audio, Strategy.of(settings).key())
+        self.ctx = Context(settings, self.out, self.backend, self.stop, key,
+                           lifetime=url_lifetime or _lifetime(self.backend),
+                           stager=_stager(settings))
         self.outcomes: list[Outcome] = []
         self._halt: BaseException | None = None  # an AuthError or UnreachableError seen
         self.summary_error: str | None = None

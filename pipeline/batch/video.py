@@ -27,8 +27,6 @@ from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
 log = logging.getLogger(__name__)
 
-HOUR = 3600.0
-
 
 class VideoJob:
     def __init__(self, source: Source, ctx: Context) -> None:

@@ -8,8 +8,11 @@ import os
 import struct
 from typing import BinaryIO
 
-_MP4_TOP = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid", b"meta",
-            b"styp", b"sidx", b"moof", b"mfra", b"pdin", b"prft", b"emsg"}
+from pipeline.media import mp4read
+
+# The boxes a file starts with that mp4read knows, and those of fragmented and other MP4s.
+_MP4_TOP = mp4read.TOP_LEVEL | {b"meta", b"styp", b"sidx", b"moof", b"mfra", b"pdin", b"prft",
+                                b"emsg"}
 _EBML = b"\x1a\x45\xdf\xa3"
 _SEGMENT = 0x18538067
 

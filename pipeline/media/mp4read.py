@@ -113,7 +113,7 @@ def _video_summary(trak: Buffer) -> TrackSummary | None:
     return TrackSummary(frames, Fraction(duration, timescale or 1), first_key)
 
 
-_TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
+TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
 
 
 def video_tables(path: str) -> dict[int, SampleTable]:
@@ -130,7 +130,7 @@ def tables_in(fh: BinaryIO) -> dict[int, SampleTable]:
     """`video_tables` on an open, seekable file: box headers and `moov` are all it reads (a
     file object over ranged reads of a remote object works as well as a local file)."""
     try:
-        if fh.read(8)[4:8] not in _TOP_LEVEL:
+        if fh.read(8)[4:8] not in TOP_LEVEL:
             return {}
         fh.seek(0)
         moov = _find_top(fh, b"moov")

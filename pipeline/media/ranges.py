@@ -21,16 +21,12 @@ class RangeFile(io.RawIOBase):
         self.size = size
         self.pos = 0
         self.fetched = 0
-        self.requests = 0
 
     def readable(self) -> bool:
         return True
 
     def seekable(self) -> bool:
         return True
-
-    def tell(self) -> int:
-        return self.pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
@@ -44,7 +40,6 @@ class RangeFile(io.RawIOBase):
         data = self._fetch(self.pos, end)
         if len(data) != end - self.pos + 1:
             raise OSError(f"asked for {end - self.pos + 1} bytes at {self.pos}, got {len(data)}")
-        self.requests += 1
         self.fetched += len(data)
         memoryview(buffer)[:len(data)] = data
         self.pos += len(data)

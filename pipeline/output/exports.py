@@ -53,9 +53,9 @@ def parse_exports(text: str) -> tuple[str, ...]:
 
 
 def write_outputs(root: Path, frames: Sequence[Frame], *, sample_ms: int, duration_ms: int,
-                  outputs: Outputs) -> list[ConceptSegments]:
+                  outputs: Outputs) -> None:
     """segments.json and the chosen exports in `root` (exports not chosen are removed, so none
-    is left from other settings); the segments found."""
+    is left from other settings)."""
     concepts = find_segments(frames, outputs.rules, sample_ms=sample_ms, duration_ms=duration_ms)
     atomic_write_json(root / SEGMENTS_JSON, segments_dict(
         concepts, outputs.rules, sample_ms=sample_ms, duration_ms=duration_ms,
@@ -71,7 +71,6 @@ def write_outputs(root: Path, frames: Sequence[Frame], *, sample_ms: int, durati
             atomic_write_lines(root / name, write())
         else:
             (root / name).unlink(missing_ok=True)
-    return concepts
 
 
 # -- segments.json ---------------------------------------------------------------------------

@@ -98,7 +98,6 @@ class SegmentFinder:
         self._pending_start = 0
         self._open: dict[str, _Run] = {}
         self._concepts: dict[str, ConceptSegments] = {}
-        self.frames = 0
 
     def add(self, frame: Frame) -> None:
         pending = self._pending
@@ -109,7 +108,6 @@ class SegmentFinder:
             self._take(pending, self._pending_start, boundary)
             self._pending_start = boundary
         self._pending = frame
-        self.frames += 1
 
     def finish(self) -> list[ConceptSegments]:
         """Every concept seen, in order of first appearance, with its segments in time order."""

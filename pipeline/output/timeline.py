@@ -9,12 +9,12 @@ import contextlib
 import gc
 import json
 import math
-import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.output import formats
 from pipeline.types import Concept, Frame
 
 _FRAMES_MARK = '\n  "frames": []'
@@ -193,12 +193,9 @@ def read_head(path: str | Path) -> dict[str, Any]:
 def read_frames(path: str | Path) -> Iterator[Frame]:
     """The frames of a timeline.json, one at a time (ids and names interned: a long timeline
     repeats the same few)."""
-    intern = sys.intern
     for kind, raw in _walk(path):
         if kind == "frame":
-            yield Frame(int(raw["frame_info"]["time"]), tuple(
-                Concept(intern(str(c["id"])), intern(str(c["name"])), float(c["value"]))
-                for c in raw["data"]["concepts"]))
+            yield formats.frame_from_dict(raw)
 
 
 def read_key(path: str | Path, key: str) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
@@ -22,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InputError, SegmentError
-from pipeline.media import mp4read, mp4write, proc, sampler
+from pipeline.media import mp4read, mp4write, sampler
 from pipeline.send import instants
-from pipeline.send.encoded import encode_failures, made_once
+from pipeline.send.encoded import made_once, sampled_table
+from pipeline.send.media import ChunkMedia
 from pipeline.send.strategy import Strategy
 from pipeline.types import Chunk, Limits, Media, SampleTable, VideoInfo
 
@@ -66,11 +66,8 @@ class CompactSending:
                          what="the compact proxy",
                          doing=f"encoding the compact proxy ({self.grid.count} frames, "
                                f"{self.strategy.proxy_size} px, CRF {self.strategy.crf})")
-        table = self._table(str(path))
-        if len(table.sizes) != self.grid.count:
-            raise InputError(info.path, f"the compact proxy holds {len(table.sizes)} of "
-                             f"{self.grid.count} sampled frames (the video does not decode "
-                             "to its end)")
+        self._tables[str(path)] = sampled_table(path, self.grid.count, video=info.path,
+                                                what="the compact proxy")
         return path
 
     def _table(self, path: str) -> SampleTable:
@@ -133,16 +130,12 @@ class CompactSending:
         if depth > _MAX_SHRINKS:
             raise SegmentError(f"frames at {(a + offset) * self.strategy.sample_ms / 1000:.0f} s "
                                f"stay over {limits.max_bytes} bytes even encoded at CRF {crf}")
-        keyint = max(1, (b - a) // 4)
-        target = Path(path).with_name(f"{Path(path).stem}-{a}-{b}-crf{crf}.mp4")
         log.warning("compact: frames %d-%d are %d bytes a keyframe interval, over the limit; "
                     "encoding them again at CRF %d", a + offset, b + offset,
                     mp4write.layout(self._table(path), a, b).size, crf)
-        if not target.exists():
-            part = target.with_suffix(".part")
-            with encode_failures(self._name, "a smaller compact chunk"):
-                proc.run(sampler.shrink_argv(path, str(part), a, b, crf=crf, keyint=keyint))
-                os.replace(part, target)
+        argv = sampler.shrink_argv(path, "OUT", a, b, crf=crf, keyint=max(1, (b - a) // 4))
+        target = made_once(argv, Path(path).parent, f"{Path(path).stem}-{a}-{b}.mp4",
+                           video=self._name, what="a smaller compact chunk")
         if len(self._table(str(target)).sizes) != b - a:
             raise SegmentError(f"{target}: re-encoding lost frames")
         return self._cut(str(target), 0, b - a, a + offset, limits, depth=depth)
@@ -153,17 +146,9 @@ class CompactSending:
     # -- requests ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def open(self, chunk: Chunk) -> Iterator[Media]:
-        yield Media(data=self.build(chunk))
-
-    def build(self, chunk: Chunk) -> bytes:
         """The chunk's bytes: an MP4 of its samples, built from the proxy's sample table."""
-        assert chunk.packets is not None
-        table = self._table(chunk.path)
-        fd = os.open(chunk.path, os.O_RDONLY)
-        try:
-            return mp4write.chunk_bytes(fd, table, *chunk.packets)
-        finally:
-            os.close(fd)
+        with ChunkMedia(self._table(chunk.path)).open(chunk) as media:
+            yield media
 
 
 def greedy(table: SampleTable, first: int, end: int, per_chunk: int,

@@ -12,21 +12,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import FFmpegError, InputError, io_failure
-from pipeline.media import proc
+from pipeline.media import mp4read, proc
+from pipeline.types import SampleTable
 
 log = logging.getLogger(__name__)
 
 
 def made_once(argv: list[str], folder: Path, name: str, *, video: str, what: str,
-              doing: str) -> Path:
+              doing: str | None = None) -> Path:
     """The file `argv` writes (its last item stands for the output), in `folder` as
-    `NAME-DIGEST.EXT` with the digest of the command line; encoded only when not there yet."""
+    `NAME-DIGEST.EXT` with the digest of the command line; encoded only when not there yet
+    (`doing` logged then)."""
     digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
     stem, ext = os.path.splitext(name)
     path = folder / f"{stem}-{digest}{ext}"
     if not path.exists():
-        log.info("%s: %s", video, doing)
-        with encode_failures(video, what):
+        if doing:
+            log.info("%s: %s", video, doing)
+        with _encode_failures(video, what):
             folder.mkdir(parents=True, exist_ok=True)
             part = path.with_suffix(".part")
             proc.run([*argv[:-1], f"file:{part}"])
@@ -34,8 +37,19 @@ def made_once(argv: list[str], folder: Path, name: str, *, video: str, what: str
     return path
 
 
+def sampled_table(path: Path, count: int, *, video: str, what: str) -> SampleTable:
+    """The sample table of the file's video track, which holds one sample an instant: fewer
+    means the source stopped decoding early, and fails the video."""
+    table = next(iter(mp4read.video_tables(str(path)).values()), None)
+    held = 0 if table is None else len(table.sizes)
+    if table is None or held != count:
+        raise InputError(video, f"{what} holds {held} of {count} sampled frames (the video "
+                                "does not decode to its end)")
+    return table
+
+
 @contextlib.contextmanager
-def encode_failures(path: str, what: str) -> Iterator[None]:
+def _encode_failures(path: str, what: str) -> Iterator[None]:
     """A failed encode fails the video with one sentence (a full disk says so)."""
     try:
         yield

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import InputError, SegmentError
-from pipeline.media import mp4read, sampler
+from pipeline.media import sampler
 from pipeline.send import instants
-from pipeline.send.encoded import made_once
+from pipeline.send.encoded import made_once, sampled_table
 from pipeline.send.strategy import Strategy
 from pipeline.types import DEFAULT_MAX_BYTES, Chunk, Limits, Media, SampleTable, VideoInfo
 
@@ -51,12 +51,8 @@ class FramesSending:
                          what="the frames' JPEGs",
                          doing=f"writing {self.grid.count} sampled frames as JPEGs "
                                f"({self.strategy.image_size} px, q {self.strategy.image_quality})")
-        table = next(iter(mp4read.video_tables(str(path)).values()), None)
-        held = len(table.sizes) if table is not None else 0
-        if table is None or held != self.grid.count:
-            raise InputError(info.path, f"the frames file holds {held} of {self.grid.count} "
-                             "sampled frames (the video does not decode to its end)")
-        return path, table
+        return path, sampled_table(path, self.grid.count, video=info.path,
+                                   what="the frames file")
 
     def _check_sizes(self, info: VideoInfo) -> None:
         largest = int(self.table.sizes.max())

@@ -367,9 +367,8 @@ class Server:
         address = f"{self.config.host}:{self.config.port}"
         try:
             self.port = self._server.add_insecure_port(address)
-        except RuntimeError as exc:  # grpc raises this when the port is taken
-            raise OSError(f"cannot listen on {address}: in use, or not an address of this "
-                          "machine") from exc
+        except RuntimeError:  # grpc raises this when the port is taken, or answers 0
+            self.port = 0
         if not self.port:
             raise OSError(f"cannot listen on {address}: in use, or not an address of this "
                           "machine")

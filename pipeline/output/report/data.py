@@ -31,7 +31,7 @@ class VideoData:
 
     @property
     def sample_ms(self) -> int:
-        return int(self.head.get("sample_ms") or 1000)
+        return _sample_ms(self.head)
 
     @property
     def duration_ms(self) -> int:
@@ -78,6 +78,11 @@ class _Columns:
         return j
 
 
+def _sample_ms(head: dict[str, Any]) -> int:
+    """The timeline's sampling interval (1000 ms when it says none)."""
+    return int(head.get("sample_ms") or 1000)
+
+
 def load(video_dir: Path, rules: Rules) -> VideoData:
     """The report's data for DIR/VIDEO_ID; InputError if it has no readable timeline.json."""
     path = video_dir / "timeline.json"
@@ -85,7 +90,7 @@ def load(video_dir: Path, rules: Rules) -> VideoData:
         raise InputError(str(video_dir), "no timeline.json (not a finished video's folder)")
     try:
         head = timeline.read_head(path)
-        sample_ms = int(head.get("sample_ms") or 1000)
+        sample_ms = _sample_ms(head)
         duration = int(head.get("source", {}).get("duration_ms") or 0) or None
         saved = _saved_segments(video_dir, rules, sample_ms)
         finder = SegmentFinder(rules, sample_ms=sample_ms, duration_ms=duration)

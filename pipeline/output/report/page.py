@@ -32,8 +32,12 @@ def source_file(data: VideoData, video_dir: Path) -> Path | None:
 def thumbnail_times(data: VideoData) -> list[int]:
     """Start times (ms) of the longest segments, in time order, for thumbnails."""
     every = [s for c in data.concepts for s in c.segments]
-    longest = sorted(every, key=lambda s: (-s.duration_ms, s.start_ms))[:THUMBS]
-    return sorted({s.start_ms for s in longest})
+    return sorted({s.start_ms for s in _longest(every, THUMBS)})
+
+
+def _longest(segments: list[Segment], count: int) -> list[Segment]:
+    """The `count` longest segments (earlier first among equals)."""
+    return sorted(segments, key=lambda s: (-s.duration_ms, s.start_ms))[:count]
 
 
 def source_href(source: Path | None, html_path: Path) -> str | None:
@@ -131,8 +135,7 @@ def _segments(data: VideoData, href: str | None) -> str:
     shown: list[Segment] = every
     note = f"{len(every):,} segment" + ("" if len(every) == 1 else "s")
     if len(every) > MAX_ROWS:
-        keep = sorted(every, key=lambda s: (-s.duration_ms, s.start_ms))[:MAX_ROWS]
-        shown = by_time(keep)
+        shown = by_time(_longest(every, MAX_ROWS))
         note += f"; the {MAX_ROWS:,} longest listed (all of them are in segments.csv)"
     rows = "".join(
         f"<tr><td>{_at(href, s.start_ms, clock_ms(s.start_ms))}</td>"
