@@ -136,3 +136,8 @@ def io_failure(exc: BaseException) -> OutputError | None:
         where = f" {exc.filename}" if exc.filename else ""
         return OutputError(f"cannot write{where}: {_DISK_ERRNOS[exc.errno]}")
     return None
+
+
+class StillBeingWritten(InputError):
+    """Raised when a source file is growing, or changed while it was processed; the video is
+    deferred (never done in part) and a later run takes it once it has settled."""

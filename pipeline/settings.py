@@ -61,6 +61,9 @@ class Settings:
     # URL inputs are streamed to a temporary file: at most this many bytes, this long idle.
     download_max_bytes: int = 20_000_000_000
     download_timeout: float = 30.0
+    # A local file is taken once unchanged this long (unless its container says it is whole):
+    # a recording still being written is deferred, never processed in part (batch.settle).
+    settle_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         _one_of("--backend", self.backend, BACKENDS)
@@ -85,6 +88,7 @@ class Settings:
             raise ConfigError(f"--export: unknown export {', '.join(unknown)}")
         _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
+        _at_least("--settle-seconds", self.settle_seconds, 0, at_most=3600)
         if self.stage is not None:
             S3Name.parse(self.stage)
         if self.s3_endpoint_url is not None and not self.s3_endpoint_url.lower().startswith(

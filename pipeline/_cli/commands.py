@@ -74,16 +74,19 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> i
                                                       stop=stop), None
         else:
             outcomes, summary_error = _run_here(settings, args.out, args.inputs, stop)
-    failed = [o for o in outcomes if str(o.status) == "failed"]
-    done = len(outcomes) - len(failed)
+    failed = sum(1 for o in outcomes if str(o.status) == "failed")
+    deferred = sum(1 for o in outcomes if str(o.status) == "deferred")
+    done = len(outcomes) - failed - deferred
     if summary_error:
         emit(f"video-pipeline: error: summary.json could not be written ({summary_error})",
              err=True)
     if fmt == "json":
-        emit(json.dumps({"inputs": len(outcomes), "done": done, "failed": len(failed),
-                         "out": args.out, "summary": os.path.join(args.out, "summary.json")}))
+        emit(json.dumps({"inputs": len(outcomes), "done": done, "failed": failed,
+                         "deferred": deferred, "out": args.out,
+                         "summary": os.path.join(args.out, "summary.json")}))
     else:
-        emit(f"{done} of {len(outcomes)} inputs done; results in {args.out}/ "
+        later = f", {deferred} deferred (still being written)" if deferred else ""
+        emit(f"{done} of {len(outcomes)} inputs done{later}; results in {args.out}/ "
              f"(summary.json, <VIDEO_ID>/timeline.json)")
     return EXIT_FAILED if failed or summary_error else EXIT_OK
 

@@ -127,8 +127,25 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def _fail(problem: object, code: int) -> int:
     with contextlib.suppress(BrokenPipeError, ValueError):
-        print(f"video-pipeline: error: {problem}", file=sys.stderr)
+        print(f"video-pipeline: error: {one_line(str(problem))}", file=sys.stderr)
     return code
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable escaped (a newline as \\n, a terminal
+    escape as \\x1b): a file name may hold them, and in a text log they would forge lines or
+    rewrite the terminal. JSON logs escape them already."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+class _TextFormatter(logging.Formatter):
+    """LEVEL message, the message on one line (`one_line`); a traceback (-vv) keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return one_line(super().formatMessage(record))
 
 
 def _silence_stdout() -> None:
@@ -151,7 +168,7 @@ class _JsonFormatter(logging.Formatter):
 def _setup_logging(verbose: int, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json"
-                         else logging.Formatter("%(levelname)s %(message)s"))
+                         else _TextFormatter("%(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)

@@ -197,6 +197,11 @@ RUN = (
            "is deleted once its result is saved)", switch=True),
     Option("--lock-wait", number, 0.0, "seconds to wait for a video another run is working on "
            "(default 0: skip it and say so)", metavar="SECONDS"),
+    Option("--settle-seconds", number, 5.0, "a file modified more recently than this is "
+           "watched until it has been unchanged that long, and deferred to a later run if it "
+           "changes (still being written); files whose container says they are whole (MP4 "
+           "with its index, Matroska of known size, AVI) are taken at once (default 5)",
+           metavar="S"),
 )
 
 

@@ -1,8 +1,13 @@
-"""SIGTERM and Ctrl-C (SIGINT) stop a run cleanly; a second signal abandons it at once.
+"""SIGTERM and Ctrl-C (SIGINT) end a run within 10 seconds, cleanly.
 
-The first signal sets the run's stop flag (batch.stopping): chunks in flight finish and are
-saved, nothing new is sent, the CLI exits 130. A second signal exits 130 at once; that is safe
-because every file is written atomically, so a rerun resumes from the last saved chunk."""
+The first signal sets the run's stop flag (batch.stopping): nothing new is sent or started, and
+chunks in flight have GRACE_S to finish and be saved. Then the run abandons what is left: child
+processes are killed, requests in flight cancelled, every wait ends; the run unwinds, writes
+summary.json and the CLI exits 130. If it has not ended by FORCED_EXIT_S after the signal
+(something that cannot be interrupted: a storage upload, a stuck file system), summary.json is
+written as it stands, temporary files are removed and the process exits 130 at once; a second
+signal does that at once. Every file is written atomically, so a rerun resumes from the last
+saved chunk whichever way the run ended."""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from pipeline.batch.stopping import StopFlag
 log = logging.getLogger("pipeline")
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells and schedulers read as "interrupted"
+GRACE_S = 3.0  # chunks in flight may finish and be saved this long after the signal
+FORCED_EXIT_S = 8.0  # the process ends by then, whatever it is waiting on
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -33,12 +40,11 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if flag.is_set():
-            print(f"video-pipeline: {name} again: abandoning chunks in flight; "
-                  "finished work is saved, rerun to resume", file=sys.stderr, flush=True)
-            os._exit(EXIT_INTERRUPTED)
+            _forced_exit(flag, f"{name} again")
         flag.set()
-        log.warning("%s: stopping; chunks in flight finish and are saved, nothing new is sent "
-                    "(send it again to abandon them)", name)
+        log.warning("%s: stopping; chunks in flight have %g s to finish and be saved, nothing "
+                    "new is sent (send it again to stop at once)", name, GRACE_S)
+        threading.Thread(target=_countdown, args=(flag,), name="stopping", daemon=True).start()
 
     previous = {sig: signal.signal(sig, handle) for sig in _SIGNALS}
     try:
@@ -46,3 +52,22 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _countdown(flag: StopFlag) -> None:
+    """Abandon the work in flight after the grace, and end the process if it is still here."""
+    if not flag.abandoned.wait(GRACE_S):
+        log.info("abandoning the chunks still in flight; rerun to resume")
+    flag.abandon()
+    threading.Event().wait(FORCED_EXIT_S - GRACE_S)
+    _forced_exit(flag, f"still running {FORCED_EXIT_S:g} s after the signal")
+
+
+def _forced_exit(flag: StopFlag, why: str) -> None:
+    flag.abandon()
+    flag.last_words()
+    try:
+        print(f"video-pipeline: {why}: stopping now; finished work is saved, rerun to resume",
+              file=sys.stderr, flush=True)
+    finally:
+        os._exit(EXIT_INTERRUPTED)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ from pipeline.errors import (
     BackendError,
     ConfigError,
     FetchFailedError,
+    Interrupted,
     OverLimitError,
     RejectedInputError,
     TransientBackendError,
@@ -46,6 +46,7 @@ from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo,
 
 log = logging.getLogger(__name__)
 _TIMEOUT = "DEADLINE_EXCEEDED"
+_POLL_S = 0.2  # how often a request in flight looks whether the run is abandoning it
 NO_KEY = ("no Clarifai key: set the CLARIFAI_PAT environment variable to a personal access "
           "token (Clarifai: Settings > Secrets), e.g. `export CLARIFAI_PAT=...`")
 
@@ -105,8 +106,13 @@ class ClarifaiBackend:
     def __init__(self, model: str, *, key: str, api_base: str | None = None,
                  insecure: bool = False, user_id: str = "clarifai", app_id: str = "main",
                  rate_limit: float = 10.0, retry: RetryConfig | None = None,
-                 deadline: Deadline | None = None, sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None) -> None:
+                 deadline: Deadline | None = None, sleep: Callable[[float], None] | None = None,
+                 rng: random.Random | None = None,
+                 interrupt: threading.Event | None = None) -> None:
+        # Set when the run abandons its work in flight (a second stage after SIGTERM): requests
+        # are cancelled and every wait (retry backoff, the rate limiter) ends at once.
+        self._interrupt = interrupt or threading.Event()
+        sleep = sleep or self._pause
         self._key = _Key(key)
         self._model_id = models.clarifai_model_id(model)
         local = models.embedded(model)
@@ -126,12 +132,18 @@ class ClarifaiBackend:
         self._count = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ClarifaiBackend:
+    def from_settings(cls, settings: Settings,
+                      interrupt: threading.Event | None = None) -> ClarifaiBackend:
         if not settings.api_key:
             raise ConfigError(NO_KEY)
         return cls(settings.model, key=settings.api_key, api_base=settings.api_base,
                    insecure=settings.insecure, user_id=settings.user_id,
-                   app_id=settings.app_id, rate_limit=settings.rate_limit)
+                   app_id=settings.app_id, rate_limit=settings.rate_limit, interrupt=interrupt)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait (a backoff, a turn of the rate limiter), unless the run abandons its work."""
+        if self._interrupt.wait(seconds):
+            raise Interrupted("stopped while waiting to send a request")
 
     def __repr__(self) -> str:
         return (f"ClarifaiBackend(model={self._model_id!r}, "
@@ -247,12 +259,22 @@ class ClarifaiBackend:
         with self._count:
             self.requests += 1
         try:
-            response = self._stub.PostModelOutputs(
-                request, metadata=self._key.metadata(), timeout=self._deadline.for_chunk(chunk))
+            response = self._await(self._stub.PostModelOutputs.future(
+                request, metadata=self._key.metadata(), timeout=self._deadline.for_chunk(chunk)))
         except grpc.RpcError as exc:
             details = redact.text(self._key.scrub(str(exc.details() or "")))
             raise rpc_error(exc.code(), what, details) from None
         return self._frames(what, response, images=_images_asked(request))
+
+    def _await(self, call: grpc.Future) -> service_pb2.MultiOutputResponse:
+        """The call's answer; cancelled if the run abandons its work in flight meanwhile."""
+        while True:
+            try:
+                return call.result(timeout=_POLL_S)
+            except grpc.FutureTimeoutError:
+                if self._interrupt.is_set():
+                    call.cancel()
+                    raise Interrupted("request cancelled: the run is stopping") from None
 
     # -- answers -------------------------------------------------------------------------------
     def _frames(self, what: str, response: service_pb2.MultiOutputResponse,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 from pipeline.backends import Backend
 from pipeline.settings import Settings
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(settings: Settings, *, interrupt: threading.Event | None = None) -> Backend:
+    """`interrupt`, when set, makes the backend drop its requests in flight and end its waits
+    (the run is stopping)."""
     if settings.backend == "local":
         from pipeline.backends.local import LocalBackend
         return LocalBackend(settings.model, decode_threads=1 if settings.workers > 1 else 0,
                             exact_frames=settings.strategy == "compact")
     from pipeline.backends.clarifai import ClarifaiBackend
-    return ClarifaiBackend.from_settings(settings)
+    return ClarifaiBackend.from_settings(settings, interrupt=interrupt)

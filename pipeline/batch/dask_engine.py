@@ -67,6 +67,9 @@ def run(settings: Settings, out: str, sources: list[str], *,
     checker.preflight(expanded)  # the bucket is checked here; the workers stage their chunks
     known = {i: o for i, s in enumerate(expanded) if (o := checker.skipped_if_done(s))}
     todo = [s for i, s in enumerate(expanded) if i not in known]
+    stop.before_forced_exit(lambda: write_summary(Path(out), [
+        known.get(i) or failed(s.display, "interrupted; rerun to resume")
+        for i, s in enumerate(expanded)]))
     ran = iter(_on_cluster(distributed, settings, outdir, todo, stop) if todo else [])
     outcomes = [known[i] if i in known else next(ran) for i in range(len(expanded))]
     write_summary(Path(out), outcomes)
@@ -188,10 +191,16 @@ def _run_tasks(distributed: Any, client: Any, settings: Settings, out: Path,
         if stop.is_set() and not event.is_set():
             log.warning("stopping: tasks finish their chunks in flight and send nothing new")
             event.set()
+        if stop.abandoned.is_set() and pending:
+            log.warning("abandoning %d task(s) still running; rerun to resume", len(pending))
+            client.cancel(pending)
+            break
     return [_outcome(f, s) for f, s in zip(futures, sources, strict=True)]
 
 
 def _outcome(future: Any, source: inputs.Source) -> Outcome:
+    if not future.done() or future.cancelled():
+        return failed(source.display, "interrupted while it ran; rerun to resume")
     try:
         result: Outcome = future.result()
         return result

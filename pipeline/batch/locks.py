@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.errors import LockedError
+from pipeline.batch.stopping import StopCheck
+from pipeline.errors import Interrupted, LockedError
 
 _POLL_S = 0.2
 
@@ -29,7 +30,8 @@ class VideoLock:
         self.video_id = video_id
         self._fd: int | None = None
 
-    def acquire(self, wait: float = 0.0) -> None:
+    def acquire(self, wait: float = 0.0, stop: StopCheck | None = None) -> None:
+        """Take the lock, waiting up to `wait` seconds for it (less if `stop` is set)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + wait
@@ -38,6 +40,10 @@ class VideoLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if stop is not None and stop.is_set():
+                    os.close(fd)
+                    raise Interrupted(f"stopped while waiting for {self.video_id}'s lock") \
+                        from None
                 if time.monotonic() >= deadline:
                     holder = _read_holder(fd)
                     os.close(fd)

@@ -14,8 +14,8 @@ found unreachable fails the videos in flight with that reason, and the rest fail
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,9 @@ from pipeline.backends.factory import make_backend
 from pipeline.batch import inputs
 from pipeline.batch.context import HOUR, Context
 from pipeline.batch.identity import video_id
-from pipeline.batch.stopping import StopCheck
+from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.store import RunKey, VideoStore
-from pipeline.batch.summary import Outcome, Status, failed, write_summary
+from pipeline.batch.summary import Bookkeeper, Outcome, Status, failed, write_summary
 from pipeline.batch.video import VideoJob
 from pipeline.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from pipeline.output.files import prepare_out
@@ -62,10 +62,11 @@ class Runner:
                  summary: bool = True, url_lifetime: Lifetime | None = None) -> None:
         self.settings = settings
         self.out = Path(out)
+        self.stop: StopCheck = stop or StopFlag()
         self._own_backend = backend is None
-        self.backend = backend or make_backend(settings)
+        interrupt = self.stop.abandoned if isinstance(self.stop, StopFlag) else None
+        self.backend = backend or make_backend(settings, interrupt=interrupt)
         self.progress = progress
-        self.stop: StopCheck = stop or threading.Event()
         self.summary = summary  # False on Dask workers: the client writes summary.json
         key = RunKey(self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
                      settings.keep_audio, Strategy.of(settings).key())
@@ -75,6 +76,7 @@ class Runner:
         self.outcomes: list[Outcome] = []
         self._halt: BaseException | None = None  # an AuthError or UnreachableError seen
         self.summary_error: str | None = None
+        self._books: Bookkeeper | None = None
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self, sources: list[str]) -> list[Outcome]:
@@ -83,13 +85,15 @@ class Runner:
         self.preflight(expanded)
         prepare_out(self.out)
         self.outcomes = [Outcome(s.display, Status.PENDING) for s in expanded]
-        self._write_summary()
+        self._open_books()
         try:
             with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="predict") as pool:
                 self._run_all(expanded, pool)
         finally:
             if self._own_backend:
                 self.backend.close()
+            if self._books is not None:
+                self._books.close()
         if isinstance(self._halt, AuthError):
             raise self._halt
         if self.stop.is_set():
@@ -167,7 +171,7 @@ class Runner:
         self.outcomes[index] = outcome
         if job is not None and isinstance(job.error, AuthError | UnreachableError):
             self._halt = self._halt or job.error
-        self._write_summary()
+        self._keep_books(lambda books: books.record(index, outcome))
         if outcome.status == Status.FAILED:
             log.error("%s", outcome.error)
         else:
@@ -179,9 +183,7 @@ class Runner:
         """Inputs never reached: the reason the run stopped early."""
         why = (f"not processed: the run stopped ({self._halt})" if self._halt is not None
                and not self.stop.is_set() else "interrupted before it started; rerun to resume")
-        for i, outcome in enumerate(self.outcomes):
-            if outcome.status == Status.PENDING:
-                self.outcomes[i] = failed(outcome.source, why)
+        self.outcomes[:] = _pending_failed(self.outcomes, why)
 
     def _count(self, job: VideoJob) -> None:
         if self.progress is None:
@@ -194,6 +196,28 @@ class Runner:
         ok = not future.cancelled() and future.exception() is None
         self.progress.done(1, frames=len(future.result().frames) if ok else 0)
 
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _open_books(self) -> None:
+        """summary.json with every input pending, and a fresh progress.jsonl; a forced exit
+        (batch.stopping) writes summary.json as it stands."""
+        if not self.summary:
+            return
+        if isinstance(self.stop, StopFlag):
+            self.stop.before_forced_exit(self._last_words)
+        try:
+            self._books = Bookkeeper(self.out, self.outcomes)
+        except OSError as exc:
+            self._summary_failed(exc)
+
+    def _keep_books(self, write: Callable[[Bookkeeper], None]) -> None:
+        if self._books is None:
+            return
+        try:
+            write(self._books)
+            self.summary_error = None
+        except OSError as exc:
+            self._summary_failed(exc)
+
     def _write_summary(self) -> None:
         if not self.summary:
             return
@@ -201,5 +225,18 @@ class Runner:
             write_summary(self.out, self.outcomes)
             self.summary_error = None
         except OSError as exc:
-            self.summary_error = f"{self.out / 'summary.json'}: {exc.strerror or exc}"
-            log.error("cannot write summary.json: %s", exc.strerror or exc)
+            self._summary_failed(exc)
+
+    def _summary_failed(self, exc: OSError) -> None:
+        self.summary_error = f"{self.out / 'summary.json'}: {exc.strerror or exc}"
+        log.error("cannot write summary.json: %s", exc.strerror or exc)
+
+    def _last_words(self) -> None:
+        """The process is ending before the run unwound: summary.json as it stands, every input
+        not finished said to be interrupted."""
+        why = "interrupted; rerun to resume"
+        write_summary(self.out, _pending_failed(list(self.outcomes), why))
+
+
+def _pending_failed(outcomes: list[Outcome], why: str) -> list[Outcome]:
+    return [failed(o.source, why) if o.status == Status.PENDING else o for o in outcomes]

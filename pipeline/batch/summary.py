@@ -1,10 +1,18 @@
-"""What happened to each input (an Outcome), and summary.json: every input, in input order."""
+"""What happened to each input (an Outcome), and summary.json: every input, in input order.
+
+Bookkeeping stays linear in the inputs: summary.json (every input) is written when the run starts
+and when it ends, and in between only at doubling intervals (10 s, 20 s, 40 s, ...), so a batch
+of thousands of inputs never rewrites it thousands of times; what each input came to is appended
+to DIR/progress.jsonl the moment it ends (one line, flushed), so a run killed outright still
+leaves a record of every input it finished."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,7 @@ class Status(enum.StrEnum):
     DONE = "done"
     SKIPPED = "skipped"  # already done, or another run holds it
     FAILED = "failed"
+    DEFERRED = "deferred"  # still being written (or changed while processed): a later run takes it
     PENDING = "pending"  # not reached yet: seen only in the summary of a run that was killed
 
 
@@ -28,7 +37,7 @@ class Outcome:
     status: Status = Status.FAILED
     id: str | None = None
     error: str | None = None  # one sentence: why it failed
-    note: str | None = None  # why it was skipped: already done, or another run has it
+    note: str | None = None  # why it was skipped or deferred
     chunks: int = 0  # chunks the video was cut into
     resumed: int = 0  # chunks whose result was saved before this run sent anything for them
     requests: int = 0  # prediction requests sent by this run (retries and re-splits included)
@@ -66,9 +75,44 @@ def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
     """DIR/summary.json: counts by status and one entry per input, in input order."""
     counts = {str(s): sum(1 for o in outcomes if o.status == s)
               for s in (Status.DONE, Status.SKIPPED, Status.FAILED)}
-    pending = sum(1 for o in outcomes if o.status == Status.PENDING)
-    if pending:
-        counts[str(Status.PENDING)] = pending
+    for rare in (Status.DEFERRED, Status.PENDING):
+        found = sum(1 for o in outcomes if o.status == rare)
+        if found:
+            counts[str(rare)] = found
     atomic_write_json(out / "summary.json", {
         "counts": counts, "requests": sum(o.requests for o in outcomes),
         "inputs": [o.as_dict() for o in outcomes]})
+
+
+class Bookkeeper:
+    """A run's summary.json and progress.jsonl: every input `pending` at the start, each outcome
+    as it ends, every input at the end (see the module's docstring for when each is written)."""
+
+    FIRST_INTERVAL_S = 10.0
+
+    def __init__(self, out: Path, outcomes: list[Outcome], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.out = out
+        self.outcomes = outcomes
+        self._clock = clock
+        self._interval = self.FIRST_INTERVAL_S
+        self._next = clock() + self._interval
+        self._journal = open(out / "progress.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self.write()
+
+    def record(self, index: int, outcome: Outcome) -> None:
+        """One input ended: its line in progress.jsonl; summary.json if its turn has come."""
+        self.outcomes[index] = outcome
+        entry = {"index": index, **outcome.as_dict()}
+        self._journal.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._journal.flush()
+        if self._clock() >= self._next:
+            self.write()
+            self._interval *= 2
+            self._next = self._clock() + self._interval
+
+    def write(self) -> None:
+        write_summary(self.out, self.outcomes)
+
+    def close(self) -> None:
+        self._journal.close()

@@ -10,14 +10,16 @@ import dataclasses
 import logging
 import time
 from concurrent.futures import CancelledError, Executor, Future
+from pathlib import Path
 
+from pipeline.batch import settle
 from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
 from pipeline.batch.locks import VideoLock
 from pipeline.batch.origin import Origin
 from pipeline.batch.store import VideoStore
 from pipeline.batch.summary import Outcome, Status, failed
-from pipeline.errors import AuthError, InputError, Interrupted, LockedError
+from pipeline.errors import AuthError, InputError, Interrupted, LockedError, StillBeingWritten
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
 from pipeline.send.prepare import prepare
@@ -43,6 +45,7 @@ class VideoJob:
         self.sending: Sending | None = None  # the strategy's chunks and their media
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
+        self._state: settle.FileState | None = None  # a local source as its run found it
 
     @property
     def sender(self) -> Sender:
@@ -65,6 +68,9 @@ class VideoJob:
     def _prepare(self) -> Outcome | None:
         if self.source.error:
             return failed(self.shown, self.source.error)
+        if not self.source.is_url and Path(self.source.path).is_file():
+            self._state = settle.settled(self.source.path, self.ctx.settings.settle_seconds,
+                                         self.ctx.stop)
         video_id = self.origin.identify()
         self.store = store = VideoStore(self.ctx.out, video_id, self.ctx.key,
                                         self.ctx.settings.outputs)
@@ -85,7 +91,7 @@ class VideoJob:
             return self.outcome.but(status=Status.SKIPPED, note="already done")
         lock = VideoLock(self.ctx.out, store.root.name)
         try:
-            lock.acquire(wait=self.ctx.settings.lock_wait)
+            lock.acquire(wait=self.ctx.settings.lock_wait, stop=self.ctx.stop)
         except LockedError as exc:
             if self._done(store):
                 return self.outcome.but(status=Status.SKIPPED, note="already done")
@@ -192,6 +198,8 @@ class VideoJob:
         missing = [c.index for c in self.chunks if c.index not in results]
         if missing:
             raise Interrupted(f"chunks {missing} have no saved result")
+        if self._state is not None:  # never done from a file that changed under us
+            settle.unchanged(self.source.path, self._state, self.ctx.settings.settle_seconds)
         self.store.write_timeline(
             info=dataclasses.replace(self.info, path=self.shown), chunks=self.chunks,
             attempts={i: r.attempts for i, r in results.items()},
@@ -200,6 +208,10 @@ class VideoJob:
     # -- endings -------------------------------------------------------------------------------
     def _failure(self, exc: BaseException) -> Outcome:
         self.error = exc
+        if isinstance(exc, StillBeingWritten):
+            log.warning("%s: deferred: %s", self.shown, exc.problem)
+            return self.outcome.but(status=Status.DEFERRED, note=exc.problem,
+                                    chunks=len(self.chunks))
         log.debug("%s failed", self.shown, exc_info=exc)
         saved = len(self.store.results(self.chunks)) if self.store and self.chunks else 0
         fields = {"id": self.outcome.id, "chunks": len(self.chunks), "resumed": saved,

@@ -37,8 +37,16 @@ def stated_size(path: str) -> int | None:
 
 def _mp4_end(fh: BinaryIO) -> int | None:
     """Where the last top-level box ends (a box of size 0 runs to the end of the file)."""
+    boxes = _mp4_boxes(fh)
+    return boxes[-1][1] if boxes else None
+
+
+def _mp4_boxes(fh: BinaryIO) -> list[tuple[bytes, int]] | None:
+    """The top-level boxes, each (type, where it ends); None where the structure cannot be
+    followed (a box of size 0, or bytes that are no box)."""
     at = 0
     size = os.fstat(fh.fileno()).st_size
+    boxes: list[tuple[bytes, int]] = []
     while at + 8 <= size:
         fh.seek(at)
         length, kind = struct.unpack(">I4s", fh.read(8))
@@ -49,7 +57,28 @@ def _mp4_end(fh: BinaryIO) -> int | None:
         if length < 8 or kind not in _MP4_TOP and not kind.isalnum():
             return None  # not a box structure we can follow: claim nothing
         at += length
-    return at
+        boxes.append((kind, at))
+    return boxes
+
+
+def complete(path: str) -> bool:
+    """The container itself says the file is finished, and it is all there: an MP4/MOV with its
+    index (moov) and no fragments still to come (moof), a Matroska file whose Segment has a
+    known size, an AVI; each exactly as long as its structure says. A camera's MPEG-TS, a live
+    Matroska recording (unknown size) or a fragmented MP4 can say no such thing."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            fh.seek(0)
+            size = os.fstat(fh.fileno()).st_size
+            if head[4:8] in _MP4_TOP:
+                boxes = _mp4_boxes(fh) or []
+                kinds = {kind for kind, _ in boxes}
+                return bool(boxes) and boxes[-1][1] == size and b"moov" in kinds \
+                    and b"moof" not in kinds
+    except (OSError, struct.error, ValueError):
+        return False
+    return stated_size(path) == size
 
 
 def _vint(fh: BinaryIO, keep_marker: bool) -> tuple[int, int]:
