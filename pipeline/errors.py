@@ -136,3 +136,11 @@ def io_failure(exc: BaseException) -> OutputError | None:
         where = f" {exc.filename}" if exc.filename else ""
         return OutputError(f"cannot write{where}: {_DISK_ERRNOS[exc.errno]}")
     return None
+
+
+class DownloadIncomplete(InputError):
+    """Raised when a URL source's body ends before the size its server declared."""
+
+    def __init__(self, source: str, received: int, declared: int) -> None:
+        super().__init__(source, f"download incomplete: received {received} of {declared} "
+                                 "bytes (the connection closed early)")

@@ -61,6 +61,8 @@ class Settings:
     # URL inputs are streamed to a temporary file: at most this many bytes, this long idle.
     download_max_bytes: int = 20_000_000_000
     download_timeout: float = 30.0
+    # ...and, overall, at most download_timeout plus its size at this many bytes a second.
+    download_min_rate: float = 50_000.0
 
     def __post_init__(self) -> None:
         _one_of("--backend", self.backend, BACKENDS)
@@ -85,6 +87,7 @@ class Settings:
             raise ConfigError(f"--export: unknown export {', '.join(unknown)}")
         _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
+        _at_least("VIDEO_PIPELINE_DOWNLOAD_MIN_RATE", self.download_min_rate, 0, above=True)
         if self.stage is not None:
             S3Name.parse(self.stage)
         if self.s3_endpoint_url is not None and not self.s3_endpoint_url.lower().startswith(
