@@ -25,7 +25,7 @@ class Behaviour:
     etag: str = '"v1"'
     ranges: bool = True  # answer a Range with 206; False: 200 with the whole body
     chunked: bool = False  # the 200 goes chunked, with no Content-Length
-    cut: bool = False  # a whole body: declare its size, send half, close the connection
+    cut: bool = False  # a whole body: declare its size (or send it chunked), send half, close
     cut_ranges: bool = False  # a 206: declare its size, send half, close
     drip: float | None = None  # a whole body: one byte every `drip` seconds
 
@@ -120,13 +120,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._head(200, None, Transfer_Encoding="chunked")
         self.end_headers()
         step = 1 if how.drip is not None else 64 * 1024
-        for at in range(0, len(how.body), step):
+        for at in range(0, len(how.body) // 2 if how.cut else len(how.body), step):
             piece = how.body[at:at + step]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             if how.drip is not None:
                 self.wfile.flush()
                 if self.server.served.closing.wait(how.drip):
                     return
+        if how.cut:  # no last chunk: the connection closes mid-body
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(b"0\r\n\r\n")
 
     def _cut(self, body: bytes) -> None:

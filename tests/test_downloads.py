@@ -21,7 +21,7 @@ from s3_support import FAKE_AWS
 
 from pipeline._cli import options
 from pipeline._cli.main import build_parser, main
-from pipeline.batch import remote
+from pipeline.batch import download, remote
 from pipeline.errors import ConfigError, InputError
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Server
@@ -151,6 +151,17 @@ def test_a_ranged_read_cut_short_fails_with_the_bytes_received(
     assert source.size == small_video.stat().st_size
     with pytest.raises(InputError, match=r"download incomplete: received 32768 of 65536 bytes"):
         source.probe()
+
+
+def test_a_chunked_body_cut_short_fails_and_leaves_no_file(
+        tmp_path: Path, talk: Path, served_as: Callable[[Behaviour], Served]) -> None:
+    """A chunked answer (no size declared) whose connection closes before its last chunk
+    fails as incomplete, and the partial file is removed."""
+    served = served_as(Behaviour(talk.read_bytes(), ranges=False, chunked=True, cut=True))
+    with pytest.raises(InputError, match=r": download incomplete: received \d+ bytes \(the "
+                                         r"connection closed before the body's end\)$"):
+        download.download(served.url("talk.ts"), str(tmp_path), max_bytes=10**9, timeout=5)
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- downloads that drip ----------------------------------------------------------------------

@@ -132,7 +132,8 @@ class Remote:
                 # botocore keeps the urllib3 response there (it reaches in itself, to set the
                 # socket's timeout); without it, stops and deadlines wait for the next block
                 watch.attach(body._raw_stream.fileno())
-            pump(body.read, write, watch, cap=watch.received + end - start + 1)  # in all
+            # the watch counts the bytes of every asking together
+            pump(body.read, write, watch, cap=watch.received + end - start + 1)
         finally:
             watch.detach()  # before the connection can go back to botocore's pool
             body.close()

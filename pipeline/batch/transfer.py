@@ -114,7 +114,8 @@ class Watch:
         found = self.ended(exc)
         if found is not None:
             return found
-        if self.declared is not None and self.received < self.declared:
+        short = self.declared is not None and self.received < self.declared
+        if short or isinstance(exc, http.client.IncompleteRead):  # a chunked body's end lost
             return DownloadIncomplete(self.shown, self.received, self.declared)
         return InputError(self.shown, redact.text(f"download failed: {_reason(exc)}"))
 
@@ -126,13 +127,14 @@ class Watch:
         if stopping and self._stopping():
             return Interrupted(f"{self.shown}: download stopped: the run is stopping")
         elapsed = time.monotonic() - self._started
-        allowed = self.pace.allowed(self.received if self.declared is None else self.declared)
+        size = self.received if self.declared is None else self.declared
+        allowed = self.pace.allowed(size)
         if elapsed <= allowed:
             return None
         return InputError(self.shown, (
-            f"download too slow: received {self.received}{self._of} bytes in {elapsed:.1f} s; "
-            f"{allowed:.1f} s are allowed ({self.pace.stall:g} s, then "
-            f"{self.pace.min_rate:g} bytes/s)"))
+            f"download too slow: received {self.received}{self._of} bytes in {elapsed:.1f} s, "
+            f"over the {allowed:.1f} s allowed ({self.pace.stall:g} s + {size} bytes at "
+            f"{self.pace.min_rate:.0f} bytes/s)"))
 
     def _stopping(self) -> bool:
         stop = self.pace.stop
