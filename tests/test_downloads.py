@@ -5,6 +5,7 @@ that ignores Range or sends its body chunked is still processed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -47,24 +48,16 @@ def other(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def served_as(request: pytest.FixtureRequest) -> Iterator[Callable[[Behaviour], Served]]:
+def served_as() -> Iterator[Callable[[Behaviour], Served]]:
     """Start misbehaving servers for the test; all stopped after it."""
-    stack: list[Any] = []
-
-    def start(behaviour: Behaviour) -> Served:
-        context = bad_server(behaviour)
-        stack.append(context)
-        return context.__enter__()
-
-    yield start
-    for context in reversed(stack):
-        context.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        yield lambda behaviour: stack.enter_context(bad_server(behaviour))
 
 
 def source_of(served: Served, kind: str, name: str) -> tuple[str, list[str], dict[str, str]]:
     """The input naming `name` on `served` as an http(s) URL (with a query string that must
-    never be shown) or as s3://BUCKET/NAME with the server as the storage endpoint; the extra
-    flags and environment that go with it; and how it is shown."""
+    never be shown) or as s3://BUCKET/NAME with the server as the storage endpoint; and the
+    flags and environment that go with it."""
     if kind == "s3":
         return f"s3://{BUCKET}/{name}", ["--s3-endpoint-url", served.base], dict(FAKE_AWS)
     return served.url(f"{name}?X-Amz-Signature=s3cr3t"), [], {}
