@@ -141,3 +141,15 @@ def io_failure(exc: BaseException) -> OutputError | None:
 class StillBeingWritten(InputError):
     """Raised when a source file is growing, or changed while it was processed; the video is
     deferred (never done in part) and a later run takes it once it has settled."""
+
+
+class DownloadIncomplete(InputError):
+    """Raised when a URL source's body ends before the size its server declared (`declared`
+    None: before the end of a chunked body)."""
+
+    def __init__(self, source: str, received: int, declared: int | None) -> None:
+        super().__init__(source, (
+            f"download incomplete: received {received} bytes (the connection closed before "
+            "the body's end)") if declared is None else (
+            f"download incomplete: received {received} of {declared} bytes (the connection "
+            "closed early)"))

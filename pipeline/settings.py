@@ -64,6 +64,8 @@ class Settings:
     # A local file is taken once unchanged this long (unless its container says it is whole):
     # a recording still being written is deferred, never processed in part (batch.settle).
     settle_seconds: float = 5.0
+    # ...and, overall, at most download_timeout plus its size at this many bytes a second.
+    download_min_rate: float = 50_000.0
 
     def __post_init__(self) -> None:
         _one_of("--backend", self.backend, BACKENDS)
@@ -89,6 +91,7 @@ class Settings:
         _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
         _at_least("--settle-seconds", self.settle_seconds, 0, at_most=3600)
+        _at_least("VIDEO_PIPELINE_DOWNLOAD_MIN_RATE", self.download_min_rate, 0, above=True)
         if self.stage is not None:
             S3Name.parse(self.stage)
         if self.s3_endpoint_url is not None and not self.s3_endpoint_url.lower().startswith(

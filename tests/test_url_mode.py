@@ -275,7 +275,8 @@ def test_an_object_that_fits_is_sent_by_reference(tmp_path: Path, clip: Path, mo
 
 
 def test_probing_an_object_reads_its_index_not_its_media(tmp_path: Path, clip: Path,
-                                                         moto: Moto) -> None:
+                                                         moto: Moto,
+                                                         aws_env: dict[str, str]) -> None:
     """An MP4 whose moov is at the end: ranged reads of a few kB give the same video facts as
     probing the local file."""
     bucket = moto.bucket()

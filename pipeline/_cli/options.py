@@ -219,6 +219,8 @@ ENV_ONLY = (
     Option("--download-max-bytes", whole_number, 20_000_000_000,
            "largest URL input downloaded, bytes"),
     Option("--download-timeout", number, 30.0, "seconds a URL download may stall"),
+    Option("--download-min-rate", number, 50_000.0,
+           "bytes a second a URL download must average, after its stall allowance"),
 )
 
 

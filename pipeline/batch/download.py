@@ -1,4 +1,5 @@
-"""URL sources: telling a URL from a path, showing it without secrets, streaming it to a file.
+"""URL sources: telling a URL from a path, showing it without secrets, streaming it to a file
+within its limits (`transfer`: stalls, a deadline by size, the stop flag, the declared size).
 
 A URL's query string (a presigned signature), fragment and user:password never appear in a
 message, summary.json or timeline.json: `pipeline.redact.url` is what is shown."""
@@ -9,16 +10,15 @@ import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
+from pipeline.batch.stopping import StopCheck
+from pipeline.batch.transfer import MIN_RATE, Pace, Watch, declared_size, open_http, pump
 from pipeline.errors import InputError
 from pipeline.redact import url as redact_url
-
-_COPY_BLOCK = 1 << 20
 
 
 def is_url(text: str) -> bool:
@@ -50,45 +50,44 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def download(url: str, dest_dir: str, *, max_bytes: int, timeout: float) -> str:
-    """Stream `url` to a file in `dest_dir` and return its path; raise InputError (naming the URL
-    without its query string) on a failed or oversized download."""
+def download(url: str, dest_dir: str, *, max_bytes: int, timeout: float,
+             min_rate: float = MIN_RATE, stop: StopCheck | None = None) -> str:
+    """Stream `url` to a file in `dest_dir` and return its path. Raise InputError (naming the
+    URL without its query string) on a download that fails, stalls for `timeout` seconds,
+    takes longer than `timeout` plus its size at `min_rate` bytes a second, ends short of its
+    declared size or is over `max_bytes`; Interrupted once `stop` is set. The file is removed
+    then."""
     shown = redact_url(url)
     problem = url_problem(url)
     if problem:
         raise InputError(shown, problem)
+    pace = Pace(timeout, min_rate, stop)
     name = os.path.basename(urlsplit(url).path) or "download"
+    return into_file(dest_dir, name, lambda fh: _get(url, fh, pace, shown, max_bytes))
+
+
+def _get(url: str, fh: BinaryIO, pace: Pace, shown: str, max_bytes: int) -> None:
+    with Watch(pace, shown) as watch, open_http(url, watch) as resp:
+        watch.declared = declared_size(resp)
+        if watch.declared is not None and watch.declared > max_bytes:
+            raise InputError(shown, f"download is {watch.declared} bytes, over the {max_bytes} "
+                                    "cap")
+        pump(resp.read1, fh.write, watch, cap=max_bytes)
+    if watch.received == 0:
+        raise InputError(shown, "download is empty (0 bytes)")
+
+
+def into_file(dest_dir: str, name: str, fill: Callable[[BinaryIO], None]) -> str:
+    """A new file in `dest_dir` (its name ending in `name`, made safe) that `fill` writes; the
+    file is removed if `fill` raises anything, a stop included."""
     fd, tmp = tempfile.mkstemp(prefix="dl-", suffix=f"-{safe_name(name, 80)}", dir=dest_dir)
     try:
-        with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(url, timeout=timeout) as resp:
-            declared = int(resp.headers.get("Content-Length") or 0)
-            if declared > max_bytes:
-                raise InputError(shown, f"download is {declared} bytes, over the {max_bytes} cap")
-            _copy_capped(resp, fh, max_bytes, shown)
-    except urllib.error.HTTPError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(shown, f"download failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, InputError):
-            raise
-        reason = getattr(exc, "reason", None) or exc.__class__.__name__
-        raise InputError(shown, f"download failed: {reason}") from None
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return tmp
-
-
-def _copy_capped(resp: Any, fh: BinaryIO, max_bytes: int, shown: str) -> None:
-    total = 0
-    while block := resp.read(_COPY_BLOCK):
-        total += len(block)
-        if total > max_bytes:
-            raise InputError(shown, f"download is over the cap of {max_bytes} bytes")
-        fh.write(block)
-    if total == 0:
-        raise InputError(shown, "download is empty (0 bytes)")
 
 
 def safe_name(text: str, limit: int) -> str:

@@ -40,6 +40,13 @@ def video_id(path: str) -> str:
         return f"{stem}-{hashlib.sha256(path.encode()).hexdigest()[:12]}"
 
 
+def content_id(file_name: str, path: str) -> str:
+    """A downloaded URL source's id, from its content as `video_id` has it, named after the
+    URL's file name: for a server that declares no size, whose id could not follow its
+    content otherwise."""
+    return f"{_stem(file_name)}-{fingerprint(path)[:12]}"
+
+
 def remote_id(file_name: str, size: int, version: str, *, where: str | None = None) -> str:
     """A URL source's id, from what its server says of it, without downloading it: an object
     in storage by its size and ETag (for a single-part upload, the content's MD5); an http(s)

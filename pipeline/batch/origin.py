@@ -33,10 +33,12 @@ class Origin:
         self.sender: Sender = BytesSender(ChunkMedia(None))
         self._remote: Remote | None = None
         self._video_id = ""
-        self._download: str | None = None
+        self._download: str | None = None  # the temporary folder of a URL source
+        self._fetched: str | None = None  # its download, in that folder
 
     def identify(self) -> str:
-        """The VIDEO_ID: from the file's content, or a URL source's size and version."""
+        """The VIDEO_ID: from the file's content, or a URL source's size and version (its
+        content, downloaded, when its server declares no size)."""
         self._remote = remote = self._resolve()
         return self._identify(remote)
 
@@ -61,7 +63,7 @@ class Origin:
 
     def release(self) -> None:
         download.remove_quietly(self._download)
-        self._download = None
+        self._download = self._fetched = None
 
     def _resolve(self) -> Remote | None:
         """A URL source's size and version (no download); None for a local file."""
@@ -69,10 +71,13 @@ class Origin:
             return None
         settings = self.ctx.settings
         return remote_source.resolve(self.source.path, endpoint_url=settings.s3_endpoint_url,
-                                     timeout=settings.download_timeout)
+                                     timeout=settings.download_timeout,
+                                     min_rate=settings.download_min_rate, stop=self.ctx.stop)
 
     def _identify(self, remote: Remote | None) -> str:
         if remote is not None:
+            if remote.size is None:  # no size, so no version to trust: its content it is
+                return identity.content_id(remote.file_name, self._fetch(remote))
             where = None if remote.name else remote.shown
             return identity.remote_id(remote.file_name, remote.size, remote.version,
                                       where=where)
@@ -103,7 +108,7 @@ class Origin:
         """The source's VideoInfo if it can be sent as it is (read from its MP4 index by ranged
         reads); None if it must be cut."""
         limits = self.ctx.key.limits
-        if remote.size > limits.max_bytes:
+        if remote.size is None or remote.size > limits.max_bytes:
             return None
         info = remote.probe()
         log.debug("%s: probed by ranged reads (%d bytes)", self.shown, remote.read_bytes)
@@ -112,8 +117,13 @@ class Origin:
         return info
 
     def _fetch(self, remote: Remote) -> str:
-        """The whole URL source, streamed once to a temporary folder."""
-        self._download = tempfile.mkdtemp(prefix="video-pipeline-dl-")
-        settings = self.ctx.settings
-        return remote.fetch_to(self._download, max_bytes=settings.download_max_bytes,
-                               timeout=settings.download_timeout)
+        """The whole URL source, streamed once to a temporary folder (gone if that fails)."""
+        if self._fetched is None:
+            self._download = tempfile.mkdtemp(prefix="video-pipeline-dl-")
+            try:
+                self._fetched = remote.fetch_to(
+                    self._download, max_bytes=self.ctx.settings.download_max_bytes)
+            except BaseException:
+                self.release()
+                raise
+        return self._fetched

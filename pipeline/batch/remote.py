@@ -8,19 +8,19 @@ message shows a URL's query string."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import os
+import logging
 import re
-import tempfile
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pipeline import redact
 from pipeline.batch import download
-from pipeline.errors import InputError
+from pipeline.batch.stopping import StopCheck
+from pipeline.batch.transfer import MIN_RATE, Pace, Watch, declared_size, open_http, pump
+from pipeline.errors import DownloadIncomplete, InputError
 from pipeline.media.ranges import RangeFile, open_ranges
 from pipeline.probe import probe_mp4
 from pipeline.send import s3
@@ -28,7 +28,10 @@ from pipeline.send.s3 import S3Name
 from pipeline.send.stage import presign
 from pipeline.types import VideoInfo
 
+log = logging.getLogger(__name__)
+
 _TOTAL = re.compile(r"/(\d+)\s*$")
+_RESUMES = 5  # an object's body cut short: asked for the rest this many times at most
 
 
 @dataclass
@@ -37,8 +40,9 @@ class Remote:
 
     url: str  # as given (an http URL keeps its query string: it may be what lets us in)
     shown: str
-    size: int
+    size: int | None  # None: the server declares none (it answers chunked)
     version: str
+    pace: Pace = Pace()  # every read's limits: the run's settings and its stop flag
     client: Any = None  # the S3 client, for s3:// sources
     ranges: RangeFile | None = None  # the last ranged reader, for its byte count
 
@@ -58,7 +62,9 @@ class Remote:
 
     def probe(self) -> VideoInfo | None:
         """The source's VideoInfo from ranged reads of its MP4 boxes; None if it is not an MP4
-        this can read that way (or the server does not take ranges)."""
+        this can read that way (or the server does not take ranges, or gives no size)."""
+        if self.size is None:
+            return None
         fh, self.ranges = open_ranges(self._fetch, self.size)
         try:
             return probe_mp4(fh, self.size, self.shown)
@@ -71,85 +77,118 @@ class Remote:
         name = self.name
         return presign(self.client, name, seconds) if name else self.url
 
-    def fetch_to(self, folder: str, *, max_bytes: int, timeout: float) -> str:
+    def fetch_to(self, folder: str, *, max_bytes: int) -> str:
         """Stream the whole source to a file in `folder` (once); its path."""
-        name = self.name
-        if name is None:
-            return download.download(self.url, folder, max_bytes=max_bytes, timeout=timeout)
-        if self.size > max_bytes:
-            raise InputError(self.shown, f"download is {self.size} bytes, over the {max_bytes} "
-                                         "cap")
-        fd, path = tempfile.mkstemp(prefix="dl-", dir=folder,
-                                    suffix=f"-{download.safe_name(self.file_name, 80)}")
-        os.close(fd)
-        try:
-            self.client.download_file(name.bucket, name.key, path)
-        except Exception as exc:
-            Path(path).unlink(missing_ok=True)
-            raise InputError(self.shown, s3.failure(exc, "cannot download", name)) from None
-        return path
+        name, size, pace = self.name, self.size, self.pace
+        if name is None or size is None:
+            return download.download(self.url, folder, max_bytes=max_bytes, timeout=pace.stall,
+                                     min_rate=pace.min_rate, stop=pace.stop)
+        if size > max_bytes:
+            raise InputError(self.shown, f"download is {size} bytes, over the {max_bytes} cap")
+        return download.into_file(folder, self.file_name,
+                                  lambda fh: self._s3_read(name, 0, size - 1, fh.write))
 
     def _fetch(self, start: int, end: int) -> bytes:
+        """Bytes start..end, held to the same limits as a whole download."""
+        got = bytearray()
         name = self.name
+        if name is not None:
+            self._s3_read(name, start, end, got.extend)
+        else:
+            _http_range(self.url, start, end, Watch(self.pace, self.shown, end - start + 1),
+                        got.extend)
+        return bytes(got)
+
+    def _s3_read(self, name: S3Name, start: int, end: int,
+                 write: Callable[[bytes], object]) -> None:
+        """Bytes start..end of the object through `write`. A body that ends early is asked for
+        again from where it stopped (storage takes ranges, as s3transfer does), while each
+        asking brings more, at most _RESUMES times; all within one deadline."""
+        with Watch(self.pace, self.shown, end - start + 1) as watch:
+            for resumed in range(_RESUMES + 1):
+                before = watch.received
+                try:
+                    self._s3_body(name, start + before, end, write, watch)
+                    return
+                except DownloadIncomplete:
+                    if resumed == _RESUMES or watch.received == before:
+                        raise
+                log.debug("%s: ended at byte %d of %d; asking for the rest", self.shown,
+                          start + watch.received, end + 1)
+
+    def _s3_body(self, name: S3Name, start: int, end: int, write: Callable[[bytes], object],
+                 watch: Watch) -> None:
+        whole = start == 0 and end + 1 == self.size
+        ranged = {} if whole else {"Range": f"bytes={start}-{end}"}
         try:
-            if name is not None:
-                return bytes(self.client.get_object(
-                    Bucket=name.bucket, Key=name.key, Range=f"bytes={start}-{end}",
-                    IfMatch=self.version)["Body"].read())
-            return _http_range(self.url, start, end)
-        except _NoRanges:
-            raise
+            got = self.client.get_object(Bucket=name.bucket, Key=name.key, IfMatch=self.version,
+                                         **ranged)
         except Exception as exc:
-            why = s3.failure(exc, "cannot read", name) if name else f"cannot read it: {exc}"
-            raise InputError(self.shown, redact.text(why)) from None
+            raise watch.ended(exc) or InputError(
+                self.shown, s3.failure(exc, "cannot read", name)) from None
+        body = got["Body"]
+        try:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                # botocore keeps the urllib3 response there (it reaches in itself, to set the
+                # socket's timeout); without it, stops and deadlines wait for the next block
+                watch.attach(body._raw_stream.fileno())
+            # the watch counts the bytes of every asking together
+            pump(body.read, write, watch, cap=watch.received + end - start + 1)
+        finally:
+            watch.detach()  # before the connection can go back to botocore's pool
+            body.close()
 
 
 class _NoRanges(Exception):
     """The server answered a ranged GET with the whole body."""
 
 
-def resolve(url: str, *, endpoint_url: str | None, timeout: float) -> Remote:
+def resolve(url: str, *, endpoint_url: str | None, timeout: float,
+            min_rate: float = MIN_RATE, stop: StopCheck | None = None) -> Remote:
     """Size and version of a URL source, without its content: HEAD of an object in storage,
-    or a GET of its first byte."""
+    or a GET of its first byte (whose answer is closed unread: a server that ignores Range
+    sends the whole body). Every later read of it is held to `timeout` without a byte,
+    `timeout` plus its size at `min_rate` bytes a second overall, and `stop`."""
     shown = redact.url(url)
+    pace = Pace(timeout, min_rate, stop)
+    client: Any = None
+    size: int | None
     if download.is_s3(url):
-        name = S3Name.parse(url, "an s3:// input")
-        client = s3.client(endpoint_url)
-        try:
-            head = client.head_object(Bucket=name.bucket, Key=name.key)
-        except Exception as exc:
-            raise InputError(shown, s3.failure(exc, "cannot read", name)) from None
-        return Remote(url, shown, int(head["ContentLength"]), str(head["ETag"]), client)
-    problem = download.url_problem(url)
-    if problem:
-        raise InputError(shown, problem)
-    size, version = _http_head(url, shown, timeout)
-    return Remote(url, shown, size, version)
-
-
-def _http_head(url: str, shown: str, timeout: float) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            total = _TOTAL.search(resp.headers.get("Content-Range") or "")
-            size = int(total.group(1)) if total else int(resp.headers.get("Content-Length") or 0)
-            version = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416:
-            raise InputError(shown, "download is empty (0 bytes)") from None
-        raise InputError(shown, f"download failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc.__class__.__name__
-        raise InputError(shown, redact.text(f"download failed: {reason}")) from None
+        client = s3.client(endpoint_url, timeout=timeout)
+        size, version = _s3_head(client, url, shown)
+    else:
+        problem = download.url_problem(url)
+        if problem:
+            raise InputError(shown, problem)
+        size, version = _http_head(url, shown, pace)
     if size == 0:
         raise InputError(shown, "download is empty (0 bytes)")
-    return size, version
+    return Remote(url, shown, size, version, pace, client)
 
 
-def _http_range(url: str, start: int, end: int) -> bytes:
-    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-{end}"})
-    with urllib.request.urlopen(request, timeout=30) as resp:
+def _s3_head(client: Any, url: str, shown: str) -> tuple[int, str]:
+    name = S3Name.parse(url, "an s3:// input")
+    try:
+        head = client.head_object(Bucket=name.bucket, Key=name.key)
+    except Exception as exc:
+        raise InputError(shown, s3.failure(exc, "cannot read", name)) from None
+    return int(head["ContentLength"]), str(head["ETag"])
+
+
+def _http_head(url: str, shown: str, pace: Pace) -> tuple[int | None, str]:
+    with Watch(pace, shown) as watch, open_http(url, watch, {"Range": "bytes=0-0"}) as resp:
+        if resp.status == 206:
+            total = _TOTAL.search(resp.headers.get("Content-Range") or "")
+            size = int(total.group(1)) if total else None
+        else:
+            size = declared_size(resp)
+        return size, resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
+
+
+def _http_range(url: str, start: int, end: int, watch: Watch,
+                write: Callable[[bytes], object]) -> None:
+    with watch, open_http(url, watch, {"Range": f"bytes={start}-{end}"}) as resp:
         if resp.status != 206:
             raise _NoRanges()
-        return bytes(resp.read())
-
+        watch.declared = declared_size(resp) or end - start + 1
+        pump(resp.read1, write, watch, cap=end - start + 1)

@@ -53,16 +53,18 @@ def quiet_loggers() -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def client(endpoint_url: str | None) -> Any:
+def client(endpoint_url: str | None, timeout: float = 60.0) -> Any:
     """The process's S3 client for `endpoint_url` (None: boto3's own choice). Clients are
     thread-safe and cost ~0.3 s to make, so one is shared; path-style addressing (bucket in the
     path) works with any endpoint, IP addresses and MinIO included; SigV4, because botocore
-    would presign with SigV2 otherwise, which most regions refuse."""
+    would presign with SigV2 otherwise, which most regions refuse. A connection or a read
+    waits `timeout` seconds at most, and a call is tried 5 times at most."""
     quiet_loggers()
     with _LOCK:  # boto3's default session is not thread-safe to create
         import boto3
         from botocore.config import Config
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                        connect_timeout=timeout, read_timeout=timeout,
                         retries={"max_attempts": 5, "mode": "standard"},
                         request_checksum_calculation="when_required",
                         response_checksum_validation="when_required")
