@@ -14,6 +14,7 @@ from pipeline.batch import remote as remote_source
 from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
 from pipeline.batch.remote import Remote
+from pipeline.batch.stopping import StopFlag
 from pipeline.errors import InputError
 from pipeline.probe import probe
 from pipeline.send.media import ChunkMedia
@@ -119,7 +120,9 @@ class Origin:
     def _fetch(self, remote: Remote) -> str:
         """The whole URL source, streamed once to a temporary folder (gone if that fails)."""
         if self._fetched is None:
-            self._download = tempfile.mkdtemp(prefix="video-pipeline-dl-")
+            self._download = folder = tempfile.mkdtemp(prefix="video-pipeline-dl-")
+            if isinstance(self.ctx.stop, StopFlag):  # gone even if the process must end at once
+                self.ctx.stop.before_forced_exit(lambda: download.remove_quietly(folder))
             try:
                 self._fetched = remote.fetch_to(
                     self._download, max_bytes=self.ctx.settings.download_max_bytes)
