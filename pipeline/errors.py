@@ -136,3 +136,9 @@ def io_failure(exc: BaseException) -> OutputError | None:
         where = f" {exc.filename}" if exc.filename else ""
         return OutputError(f"cannot write{where}: {_DISK_ERRNOS[exc.errno]}")
     return None
+
+
+class ClientGoneError(PipelineError):
+    """Raised inside `serve` when a request's client has cancelled, its deadline has passed, or
+    the server is stopping: that request's work stops (a download closed, a decode killed) and
+    nothing more is answered."""
