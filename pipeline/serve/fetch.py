@@ -34,6 +34,8 @@ _POLL = 0.1  # seconds between the watchdog's looks: how late a stop can be
 
 @dataclass(frozen=True)
 class FetchLimits:
+    """What one download may take."""
+
     cap: int  # bytes
     seconds: float  # for the whole download: connecting, headers, body, redirects
     allow_local: bool = False
@@ -90,6 +92,8 @@ class Slots:
 
 
 class Claim:
+    """One request's download slot (none for a request without URLs)."""
+
     def __init__(self, slot: threading.BoundedSemaphore | None, urls: int) -> None:
         self._slot = slot
         self._left = urls

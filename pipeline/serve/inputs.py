@@ -64,6 +64,7 @@ def kind(item: resources_pb2.Input) -> str:
 
 
 def is_url(item: resources_pb2.Input) -> bool:
+    """An input that serve downloads (it holds one of the download slots)."""
     return kind(item).endswith("-url")
 
 
@@ -71,8 +72,8 @@ def payload(item: resources_pb2.Input, limits: InputLimits, caller: Caller) -> b
     """The input's bytes, downloaded if it is a URL, within the size limit for its kind."""
     data = item.data
     part = data.video if data.HasField("video") else data.image
-    if part.base64:
-        raw = bytes(part.base64)  # each read of the field is a copy of it
+    raw = bytes(part.base64)  # each read of the field is a copy of it: one read
+    if raw:
         if len(raw) > limits.max_bytes:
             raise OverLimitError(f"input is {len(raw)} bytes; the limit for bytes "
                                  f"input is {limits.max_bytes}", code=codes.INPUT_VIDEO_OVER_LIMIT)

@@ -263,7 +263,7 @@ class Servicer(service_pb2_grpc.V2Servicer):
         """One output per input, in order, as Clarifai answers; the request's images are
         scored together (a batch of 128 frames is one pass of the model, not 128)."""
         outputs: list[resources_pb2.Output] = []
-        images: list[tuple[resources_pb2.Output, np.ndarray]] = []
+        stills: list[tuple[resources_pb2.Output, np.ndarray]] = []
         for item in items:
             stop_if_gone(call)
             out = resources_pb2.Output(id=f"out-{time.time_ns():x}", input=resources_pb2.Input(
@@ -277,10 +277,10 @@ class Servicer(service_pb2_grpc.V2Servicer):
             else:
                 out.status.CopyFrom(status(codes.SUCCESS, "Ok"))
                 if image is not None:
-                    images.append((out, image))
+                    stills.append((out, image))
             outputs.append(out)
-        for (out, _), found in zip(images, serve_inputs.predict_images(
-                [image for _, image in images], model, call), strict=True):
+        for (out, _), found in zip(stills, serve_inputs.predict_images(
+                [image for _, image in stills], model, call), strict=True):
             out.data.concepts.extend(found)
         return outputs
 
