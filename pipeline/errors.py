@@ -153,3 +153,9 @@ class DownloadIncomplete(InputError):
             "the body's end)") if declared is None else (
             f"download incomplete: received {received} of {declared} bytes (the connection "
             "closed early)"))
+
+
+class ClientGoneError(PipelineError):
+    """Raised inside `serve` when a request's client has cancelled, its deadline has passed, or
+    the server is stopping: that request's work stops (a download closed, a decode killed) and
+    nothing more is answered."""

@@ -50,9 +50,16 @@ def preprocess(rgb: np.ndarray) -> np.ndarray:
 
 def image_to_frame(data: bytes) -> np.ndarray:
     """A still image (any format Pillow reads) resized and centre-cropped as open_nsfw expects."""
-    img = Image.open(io.BytesIO(data)).convert("RGB")
-    img = img.resize((256, 256), resample=Image.Resampling.BILINEAR).crop((16, 16, 240, 240))
-    return np.asarray(img, dtype=np.uint8)
+    return frame_of(Image.open(io.BytesIO(data)))
+
+
+def frame_of(img: Image.Image) -> np.ndarray:
+    """An opened image as image_to_frame makes it; an RGB image is not copied to convert it
+    (a copy is as large as the decoded image)."""
+    img.load()
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    small = rgb.resize((256, 256), resample=Image.Resampling.BILINEAR).crop((16, 16, 240, 240))
+    return np.asarray(small, dtype=np.uint8)
 
 
 _cache: dict[tuple[str, int | None], Classifier] = {}

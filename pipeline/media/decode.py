@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -55,7 +56,16 @@ def decode(path: str | None, grid: Grid, *, threads: int = 0, fast: bool = False
         stream.finish()
     except BaseException:
         stream.kill()
+        _drain(frames, reader)
         raise
+
+
+def _drain(frames: queue.Queue[bytes | None], reader: threading.Thread) -> None:
+    """Let the reader end when the caller stops early: it may wait to put a frame into a full
+    queue that nobody reads any more (a thread and 64 frames left behind each time)."""
+    while reader.is_alive():
+        with contextlib.suppress(queue.Empty):
+            frames.get(timeout=0.1)
 
 
 def _read_frames(stream: proc.Streamed, out: queue.Queue[bytes | None]) -> None:

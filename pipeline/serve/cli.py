@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -10,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import ConfigError
+
+GRACE = 4.0  # seconds requests in flight have after SIGTERM: with the checks, exit within ~6 s
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -35,7 +38,16 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--request-log", default=None, help="append one JSON line per request")
     p.add_argument("--allow-local-urls", action="store_true",
                    help="fetch URLs on loopback and private addresses (refused by default)")
-    p.add_argument("--workers", type=int, default=8, help="requests served at once")
+    p.add_argument("--workers", type=int, default=8, help="requests served at once (URL "
+                   "downloads take at most half of them)")
+    p.add_argument("--max-image-pixels", type=int, default=85_000_000,
+                   help="pixels an image input may have, read from its header before it is "
+                        "decoded (85000000: Clarifai's 85 megapixels)")
+    p.add_argument("--max-request-bytes", type=int, default=128_000_000,
+                   help="bytes a request may have; gRPC refuses a larger one before it is "
+                        "decoded (128000000: Clarifai's newer byte limit)")
+    p.add_argument("--url-timeout", type=float, default=30.0,
+                   help="seconds a URL download may take in all (30)")
 
 
 def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
@@ -47,19 +59,34 @@ def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         raise ConfigError(f"--port must be between 0 and 65535, not {args.port}")
     if args.workers < 1 or args.latency_ms < 0:
         raise ConfigError("--workers must be at least 1 and --latency-ms at least 0")
+    _check_limits(args)
     return ServeConfig(
         host=args.host, port=args.port,
         api_key=args.api_key or environ.get("VIDEO_PIPELINE_API_KEY") or None,
         limits=InputLimits(max_bytes=args.max_bytes, max_url_bytes=args.max_url_bytes,
-                           max_seconds=args.max_seconds, allow_local_urls=args.allow_local_urls),
+                           max_seconds=args.max_seconds, allow_local_urls=args.allow_local_urls,
+                           url_timeout=args.url_timeout, max_image_pixels=args.max_image_pixels),
         fault_rate=args.fault_rate, fault_seed=args.fault_seed, faults=_faults(args.fault_codes),
         fault_at=_numbers(args.fault_at),
         latency_ms=args.latency_ms,
-        request_log=args.request_log, workers=args.workers)
+        request_log=args.request_log, workers=args.workers,
+        max_request_bytes=args.max_request_bytes)
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    from pipeline.serve.images import PILLOW_LIMIT
+    if not 1 <= args.max_image_pixels <= PILLOW_LIMIT:
+        raise ConfigError(f"--max-image-pixels must be 1..{PILLOW_LIMIT} (Pillow refuses larger "
+                          f"images as decompression bombs), not {args.max_image_pixels}")
+    if not 1 <= args.max_request_bytes < 2**31:
+        raise ConfigError("--max-request-bytes must be 1..2147483647 (gRPC's largest "
+                          f"message), not {args.max_request_bytes}")
+    if not args.url_timeout > 0:
+        raise ConfigError(f"--url-timeout must be more than 0, not {args.url_timeout}")
 
 
 def _faults(text: str | None) -> Any:
-    from pipeline.serve.server import FAULTS, Fault
+    from pipeline.serve.faults import FAULTS, Fault
     if not text:
         return FAULTS
     try:
@@ -76,9 +103,12 @@ def _numbers(text: str | None) -> frozenset[int]:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Serve until SIGTERM or Ctrl-C; requests in flight finish first."""
+    """Serve until SIGTERM or Ctrl-C; requests in flight have a few seconds to finish, then
+    the process ends, whatever they are doing."""
+    from pipeline.serve import memory
     from pipeline.serve.server import Server
     server = Server(config(args, environ))
+    memory.map_large_allocations()
     try:
         port = server.start()
     except OSError as exc:
@@ -89,6 +119,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"serving on {args.host}:{port}", file=sys.stderr, flush=True)
     while not stop.wait(0.5):
         pass
-    server.stop()
+    finished = server.stop(GRACE)
     print("stopped", file=sys.stderr, flush=True)
+    if not finished:
+        # A request stuck where no check reaches would keep the interpreter waiting for its
+        # thread at exit; the log is closed and stderr flushed, so nothing is lost.
+        os._exit(0)
     return 0
+

@@ -10,7 +10,6 @@ import hmac
 import itertools
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,53 +24,24 @@ from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
 from clarifai_grpc.grpc.api.status import status_pb2
 
 from pipeline.backends import models
-from pipeline.errors import BackendError
-from pipeline.serve import catalog
+from pipeline.errors import BackendError, ClientGoneError
+from pipeline.serve import catalog, fetch, images, memory
 from pipeline.serve import inputs as serve_inputs
+from pipeline.serve.caller import InFlight, RequestCaller, stop_if_gone
 from pipeline.serve.catalog import NotServed, status
+from pipeline.serve.faults import FAULTS, Fault, Faults, fault_response
 from pipeline.serve.inputs import InputLimits
 
 log = logging.getLogger(__name__)
 
-# Far above any limit we enforce, so a too-large request gets a Clarifai status, not gRPC's
-# RESOURCE_EXHAUSTED (a default grpc.server refuses anything over 4 MiB).
+# Answers are small (scores); the limit on requests is ServeConfig.max_request_bytes.
 MAX_MESSAGE = 512 * 1024 * 1024
 DEFAULT_SAMPLE_MS = 1000
+MAX_INPUTS = 128  # Clarifai's inputs a request (its SDKs' MAX_MODEL_PREDICT_INPUTS)
+_ABANDONED = 1.0  # seconds an abandoned request has to reach its next check
+_LARGE = 8_000_000  # bytes of inputs after which serve gives memory back (`memory`)
 Request = TypeVar("Request")
 Response = TypeVar("Response")
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One injected transient failure: a gRPC status, or a Clarifai status (top or per output)."""
-
-    code: int | grpc.StatusCode
-    per_output: bool = False  # top-level SUCCESS but the output failed
-
-    @property
-    def label(self) -> str:
-        if isinstance(self.code, grpc.StatusCode):
-            return f"grpc:{self.code.name}"
-        return f"{'output' if self.per_output else 'status'}:{self.code}"
-
-    @classmethod
-    def parse(cls, text: str) -> Fault:
-        """`UNAVAILABLE` (a gRPC status), `11005` (a Clarifai status), `output:21354`."""
-        where, _, code = text.strip().rpartition(":")
-        if code.isdigit():
-            return cls(int(code), per_output=where == "output")
-        return cls(grpc.StatusCode[code.upper()])
-
-
-# The retryable codes of DESIGN.md, each a fault a client must survive.
-FAULTS: tuple[Fault, ...] = (
-    Fault(grpc.StatusCode.UNAVAILABLE), Fault(codes.TRY_AGAIN), Fault(codes.CONN_THROTTLED),
-    Fault(codes.MODEL_DEPLOYING), Fault(codes.MODEL_QUEUED_FOR_DEPLOYMENT),
-    Fault(codes.MODEL_BUSY_PLEASE_RETRY), Fault(codes.MODEL_LOADING),
-    Fault(codes.RPC_REQUEST_QUEUE_FULL), Fault(codes.RPC_SERVER_UNAVAILABLE),
-    Fault(codes.RPC_REQUEST_TIMEOUT), Fault(codes.INTERNAL_SERVER_ISSUE),
-    Fault(codes.MODEL_BUSY_PLEASE_RETRY, per_output=True),
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,30 +57,15 @@ class ServeConfig:
     latency_ms: int = 0
     request_log: str | None = None
     workers: int = 8
+    # Clarifai's newer docs allow 128 MB of bytes input; gRPC refuses a larger message before
+    # it is decoded (a request costs serve about three times its size while it is decoded).
+    max_request_bytes: int = 128_000_000
 
-
-class _Faults:
-    """Draws faults from one seeded generator, in request order: the same seed, the same run;
-    requests named by their arrival number fail with the first fault of the list."""
-
-    def __init__(self, rate: float, seed: int, faults: tuple[Fault, ...],
-                 at: frozenset[int] = frozenset()) -> None:
-        self.rate = rate
-        self.faults = faults
-        self.at = at
-        self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._arrived = 0
-
-    def draw(self) -> Fault | None:
-        with self._lock:
-            self._arrived += 1
-            if self._arrived in self.at:
-                return self.faults[0]
-            if self.rate <= 0:
-                return None
-            hit = self._rng.random() < self.rate
-            return self._rng.choice(self.faults) if hit else None
+    @property
+    def download_slots(self) -> int:
+        """URL downloads at once: half the workers (at least one), so that URLs that drip can
+        never hold every worker."""
+        return max(1, self.workers // 2)
 
 
 class _RequestLog:
@@ -121,15 +76,17 @@ class _RequestLog:
         self._lock = threading.Lock()
 
     def write(self, entry: dict[str, Any]) -> None:
-        if self._fh is None:
-            return
         with self._lock:
+            if self._fh is None:  # no log, or closed (a request abandoned when stopping)
+                return
             self._fh.write(json.dumps(entry) + "\n")
             self._fh.flush()
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
 
 class Servicer(service_pb2_grpc.V2Servicer):
@@ -138,20 +95,39 @@ class Servicer(service_pb2_grpc.V2Servicer):
 
     def __init__(self, config: ServeConfig, stopping: threading.Event) -> None:
         self.config = config
-        self._faults = _Faults(config.fault_rate, config.fault_seed, config.faults,
+        self._faults = Faults(config.fault_rate, config.fault_seed, config.faults,
                                config.fault_at)
         self.log = _RequestLog(config.request_log)
         self._stopping = stopping
+        self.abandon = threading.Event()  # requests still in flight stop at their next check
+        self.in_flight = InFlight()
+        self._downloads = fetch.Slots(config.download_slots)
+        self._decodes = images.DecodeBudget(config.limits.max_image_pixels)
+        self.janitor = memory.Janitor()
 
     def PostModelOutputs(self, request: service_pb2.PostModelOutputsRequest,  # noqa: N802
                          context: grpc.ServicerContext) -> service_pb2.MultiOutputResponse:
-        arrived = time.monotonic()
         entry: dict[str, Any] = {
             "time": round(time.time(), 6), "method": "PostModelOutputs",
             "model": request.model_id,
             "kind": _kinds(request.inputs), "inputs": len(request.inputs),
             "size_bytes": sum(_size(i) for i in request.inputs), "fault": None}
-        answer = self._answer(request, context, entry)
+        try:
+            with self.in_flight:
+                return self._respond(request, context, entry)
+        finally:
+            if entry["size_bytes"] >= _LARGE or "-url" in entry["kind"]:
+                self.janitor.after_large_request()
+
+    def _respond(self, request: service_pb2.PostModelOutputsRequest,
+                 context: grpc.ServicerContext, entry: dict[str, Any],
+                 ) -> service_pb2.MultiOutputResponse:
+        arrived = time.monotonic()
+        call = RequestCaller(context, self.abandon)
+        try:
+            answer = self._answer(request, context, call, entry)
+        except ClientGoneError:
+            return self._gone(context, call, entry)
         self._delay(context, until=arrived + self.config.latency_ms / 1000)
         entry["seconds"] = round(time.time() - entry["time"], 6)
         if isinstance(answer, Fault):
@@ -162,6 +138,17 @@ class Servicer(service_pb2_grpc.V2Servicer):
         entry["status"] = int(answer.status.code)
         self.log.write(entry)
         return answer
+
+    def _gone(self, context: grpc.ServicerContext, call: RequestCaller,
+              entry: dict[str, Any]) -> service_pb2.MultiOutputResponse:
+        """Nothing more is answered to a client that has gone (gRPC has answered it); a request
+        abandoned by a stopping server is answered UNAVAILABLE, which clients retry."""
+        entry["status"] = call.outcome()
+        entry["seconds"] = round(time.time() - entry["time"], 6)
+        self.log.write(entry)
+        if entry["status"] == "grpc:UNAVAILABLE":
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
+        return service_pb2.MultiOutputResponse()
 
     # -- model information, read by Clarifai's SDKs before they predict (`catalog`) ----------
     def GetModel(self, request: service_pb2.GetModelRequest,  # noqa: N802
@@ -209,7 +196,8 @@ class Servicer(service_pb2_grpc.V2Servicer):
         refused = self._check_key(context)
         response: Any
         try:
-            response = empty(status=refused) if refused is not None else answer(request)
+            with self.in_flight:
+                response = empty(status=refused) if refused is not None else answer(request)
         except NotServed as exc:
             response = empty(status=exc.status)
         self.log.write({
@@ -220,17 +208,19 @@ class Servicer(service_pb2_grpc.V2Servicer):
         return response
 
     def _answer(self, request: service_pb2.PostModelOutputsRequest,
-                context: grpc.ServicerContext, entry: dict[str, Any],
+                context: grpc.ServicerContext, call: RequestCaller, entry: dict[str, Any],
                 ) -> service_pb2.MultiOutputResponse | Fault:
         refused = self._check_key(context)
         if refused is not None:
             return service_pb2.MultiOutputResponse(status=refused)
         if any("_method_name" in i.data.metadata.fields for i in request.inputs):
             return _no_signatures()
+        if len(request.inputs) > MAX_INPUTS:
+            return _too_many(len(request.inputs))
         fault = self._faults.draw()
         if fault is not None:
             entry["fault"] = fault.label
-            return fault if isinstance(fault.code, grpc.StatusCode) else _fault_response(fault)
+            return fault if isinstance(fault.code, grpc.StatusCode) else fault_response(fault)
         try:
             model = catalog.find(request.model_id)
         except NotServed as exc:
@@ -239,7 +229,13 @@ class Servicer(service_pb2_grpc.V2Servicer):
         if not 100 <= sample_ms <= 60_000:
             return service_pb2.MultiOutputResponse(status=status(
                 codes.MODEL_INVALID_ARGUMENT, f"sample_ms must be 100..60000, not {sample_ms}"))
-        outputs = self._outputs(request.inputs, model, sample_ms)
+        claim = self._downloads.claim(sum(serve_inputs.is_url(i) for i in request.inputs))
+        if claim is None:
+            return _busy(self._downloads.slots)
+        try:
+            outputs = self._outputs(request.inputs, model, sample_ms, call, claim)
+        finally:
+            claim.release()
         return service_pb2.MultiOutputResponse(status=_overall(outputs), outputs=outputs)
 
     def _check_key(self, context: grpc.ServicerContext) -> status_pb2.Status | None:
@@ -262,40 +258,48 @@ class Servicer(service_pb2_grpc.V2Servicer):
                 return
 
     def _outputs(self, items: Sequence[resources_pb2.Input], model: models.EmbeddedModel,
-                 sample_ms: int) -> list[resources_pb2.Output]:
+                 sample_ms: int, call: RequestCaller, claim: fetch.Claim,
+                 ) -> list[resources_pb2.Output]:
         """One output per input, in order, as Clarifai answers; the request's images are
         scored together (a batch of 128 frames is one pass of the model, not 128)."""
         outputs: list[resources_pb2.Output] = []
-        images: list[tuple[resources_pb2.Output, np.ndarray]] = []
+        stills: list[tuple[resources_pb2.Output, np.ndarray]] = []
         for item in items:
+            stop_if_gone(call)
             out = resources_pb2.Output(id=f"out-{time.time_ns():x}", input=resources_pb2.Input(
                 id=item.id), model=resources_pb2.Model(id=model.id, name=model.name,
                                                        model_version=resources_pb2.ModelVersion(
                                                            id=model.version_id)))
             try:
-                image = self._predict(item, model, sample_ms, out)
+                image = self._predict(item, model, sample_ms, out, call, claim)
             except BackendError as exc:
                 out.status.CopyFrom(status(serve_inputs.check(exc), str(exc)))
             else:
                 out.status.CopyFrom(status(codes.SUCCESS, "Ok"))
                 if image is not None:
-                    images.append((out, image))
+                    stills.append((out, image))
             outputs.append(out)
-        for (out, _), found in zip(images, serve_inputs.predict_images(
-                [image for _, image in images], model), strict=True):
+        for (out, _), found in zip(stills, serve_inputs.predict_images(
+                [image for _, image in stills], model, call), strict=True):
             out.data.concepts.extend(found)
         return outputs
 
     def _predict(self, item: resources_pb2.Input, model: models.EmbeddedModel, sample_ms: int,
-                 out: resources_pb2.Output) -> np.ndarray | None:
+                 out: resources_pb2.Output, call: RequestCaller, claim: fetch.Claim,
+                 ) -> np.ndarray | None:
         """A video's frames into `out`; an image's pixels, to be scored with the others."""
-        data = serve_inputs.payload(item, self.config.limits)
+        limits = self.config.limits
+        try:
+            data = serve_inputs.payload(item, limits, call)
+        finally:
+            if serve_inputs.is_url(item):
+                claim.downloaded()
         if item.data.HasField("video"):
             serve_inputs.check_takes_video(model)
             out.data.frames.extend(serve_inputs.predict_video(
-                data, model, sample_ms, self.config.limits))
+                data, model, sample_ms, limits, call))
             return None
-        return serve_inputs.image_frame(data)
+        return images.image_frame(data, limits.max_image_pixels, self._decodes, call)
 
 
 def _kinds(items: Sequence[resources_pb2.Input]) -> str:
@@ -319,6 +323,20 @@ def _no_signatures() -> service_pb2.MultiOutputResponse:
         "model): use predict_by_bytes, predict_by_url or predict(inputs=[...])"))
 
 
+def _busy(slots: int) -> service_pb2.MultiOutputResponse:
+    return service_pb2.MultiOutputResponse(status=status(
+        codes.RPC_REQUEST_QUEUE_FULL, f"serve is downloading as many URLs as it allows at once "
+        f"({slots}); retry shortly"))
+
+
+def _too_many(inputs: int) -> service_pb2.MultiOutputResponse:
+    """Clarifai documents the limit but no code for it: PREDICT_INVALID_REQUEST is a request
+    that cannot be served as sent (clients fail it, unretried)."""
+    return service_pb2.MultiOutputResponse(status=status(
+        codes.PREDICT_INVALID_REQUEST, f"the request has {inputs} inputs; the limit is "
+        f"{MAX_INPUTS} a request"))
+
+
 def _sample_ms(request: service_pb2.PostModelOutputsRequest) -> int:
     """Either place clients put it: model.output_info or model.model_version.output_info."""
     for info in (request.model.model_version.output_info, request.model.output_info):
@@ -337,15 +355,6 @@ def _overall(outputs: list[resources_pb2.Output]) -> status_pb2.Status:
     return status(codes.MIXED_STATUS if ok else codes.FAILURE)
 
 
-def _fault_response(fault: Fault) -> service_pb2.MultiOutputResponse:
-    assert isinstance(fault.code, int)
-    injected = status(fault.code, f"injected fault: {codes.StatusCode.Name(fault.code)}")
-    if not fault.per_output:
-        return service_pb2.MultiOutputResponse(status=injected)
-    return service_pb2.MultiOutputResponse(
-        status=status(codes.SUCCESS, "Ok"), outputs=[resources_pb2.Output(status=injected)])
-
-
 class Server:
     """The gRPC server, usable in process (`start()` returns the bound port) or from the CLI."""
 
@@ -357,7 +366,7 @@ class Server:
             ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="serve"),
             # SO_REUSEPORT is gRPC's default: a second server on a busy port would start and
             # split the connections with the first. One server a port.
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+            options=[("grpc.max_receive_message_length", config.max_request_bytes),
                      ("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)])
         service_pb2_grpc.add_V2Servicer_to_server(self.servicer, self._server)
         self.port = 0
@@ -377,11 +386,21 @@ class Server:
                  self.config.host, self.port)
         return self.port
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Refuse new requests, let those in flight finish (up to `grace` s), close the log."""
+    def stop(self, grace: float = 5.0) -> bool:
+        """Refuse new requests and give those in flight `grace` s to finish; then abandon the
+        rest (each stops at its next check and is answered UNAVAILABLE) and close the log.
+        False if some request was still running a second after that (stuck where no check
+        reaches, such as a DNS lookup)."""
         self._stopping.set()
-        self._server.stop(grace).wait()
+        stopped = self._server.stop(grace + _ABANDONED)  # gRPC cancels what we could not end
+        finished = self.servicer.in_flight.wait_idle(grace)
+        if not finished:
+            self.servicer.abandon.set()
+            finished = self.servicer.in_flight.wait_idle(_ABANDONED)
+        stopped.wait(_ABANDONED)
         self.servicer.log.close()
+        self.servicer.janitor.stop()
+        return finished
 
     def wait(self, timeout: float | None = None) -> bool:
         return bool(self._server.wait_for_termination(timeout))
