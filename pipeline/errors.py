@@ -136,3 +136,14 @@ def io_failure(exc: BaseException) -> OutputError | None:
         where = f" {exc.filename}" if exc.filename else ""
         return OutputError(f"cannot write{where}: {_DISK_ERRNOS[exc.errno]}")
     return None
+
+
+class ImplausibleAnswerError(BackendError):
+    """Raised when an answer cannot be what its chunk gives (frames missing or repeated, times
+    outside the chunk, values that are not numbers from 0 to 1); the chunk is asked once more,
+    then its video fails."""
+
+
+class UnwritableNumberError(OutputError):
+    """Raised when a value JSON cannot spell (NaN, an infinity) would be written into an output;
+    refused, so that no output holds text a JSON reader rejects."""
