@@ -93,7 +93,8 @@ class _Asking:
         try:
             result = self.backend.predict(self.chunk, self.media, self.sample_ms)
         except BackendError as exc:
-            exc.attempts += self.spent
+            self.spent += exc.attempts
+            exc.attempts = self.spent
             raise
         self.spent += result.attempts
         try:

@@ -36,6 +36,7 @@ BAD_FROM = 15  # seconds: the crafted server spoils its answers for chunks at le
 OK = status_pb2.Status(code=status_code_pb2.SUCCESS, description="Ok")
 
 Frames = list[tuple[int, list[float]]]  # (time ms, concept values) of one answer
+IMAGES = -1  # where the crafted server counts requests for image batches
 
 
 def middles(seconds: Fraction, sample_ms: int) -> Frames:
@@ -45,6 +46,10 @@ def middles(seconds: Fraction, sample_ms: int) -> Frames:
 
 def no_frames(seconds: Fraction, sample_ms: int) -> Frames:
     return []
+
+
+def no_output(seconds: Fraction, sample_ms: int) -> None:
+    return None
 
 
 def nan_and_infinity(seconds: Fraction, sample_ms: int) -> Frames:
@@ -63,10 +68,12 @@ def far_past(seconds: Fraction, sample_ms: int) -> Frames:
 
 class Crafted(service_pb2_grpc.V2Servicer):
     """PostModelOutputs for one video input: each interval's middle, as Clarifai answers, except
-    that a video of BAD_FROM seconds or more gets `spoiled`'s frames for its first `spoil`
-    requests. Requests are counted by the video's length (whole seconds)."""
+    that a video of BAD_FROM seconds or more gets `spoiled`'s frames (no output at all for
+    None) for its first `spoil` requests. A batch of images gets one output too few. Requests
+    are counted by the video's length (whole seconds), or at IMAGES."""
 
-    def __init__(self, spoiled: Callable[[Fraction, int], Frames], spoil: int = 1_000) -> None:
+    def __init__(self, spoiled: Callable[[Fraction, int], Frames | None],
+                 spoil: int = 1_000) -> None:
         self.spoiled = spoiled
         self.spoil = spoil
         self.requests: dict[int, int] = {}
@@ -74,14 +81,24 @@ class Crafted(service_pb2_grpc.V2Servicer):
 
     def PostModelOutputs(self, request: service_pb2.PostModelOutputsRequest,  # noqa: N802
                          context: grpc.ServicerContext) -> service_pb2.MultiOutputResponse:
+        if request.inputs[0].data.HasField("image"):
+            self._count(IMAGES)
+            return service_pb2.MultiOutputResponse(status=OK, outputs=[resources_pb2.Output(
+                status=OK, data=resources_pb2.Data(concepts=_frame(0, [0.9, 0.1]).data.concepts))
+                for _ in request.inputs[1:]])
         sample_ms = request.model.model_version.output_info.output_config.sample_ms
         seconds = _length(request.inputs[0].data.video.base64)
-        with self._lock:
-            seen = self.requests[round(seconds)] = self.requests.get(round(seconds), 0) + 1
-        bad = seconds >= BAD_FROM and seen <= self.spoil
+        bad = self._count(round(seconds)) <= self.spoil and seconds >= BAD_FROM
         frames = (self.spoiled if bad else middles)(seconds, sample_ms)
+        if frames is None:
+            return service_pb2.MultiOutputResponse(status=OK)
         return service_pb2.MultiOutputResponse(status=OK, outputs=[resources_pb2.Output(
             status=OK, data=resources_pb2.Data(frames=[_frame(t, v) for t, v in frames]))])
+
+    def _count(self, where: int) -> int:
+        with self._lock:
+            seen = self.requests[where] = self.requests.get(where, 0) + 1
+        return seen
 
 
 def _length(video: bytes) -> Fraction:
@@ -104,7 +121,7 @@ def crafted() -> Iterator[Callable[..., tuple[Crafted, int]]]:
     """Start a crafted server on 127.0.0.1; (its servicer, its port)."""
     servers: list[grpc.Server] = []
 
-    def start(spoiled: Callable[[Fraction, int], Frames], spoil: int = 1_000,
+    def start(spoiled: Callable[[Fraction, int], Frames | None], spoil: int = 1_000,
               ) -> tuple[Crafted, int]:
         servicer = Crafted(spoiled, spoil)
         server = grpc.server(ThreadPoolExecutor(4))
@@ -130,10 +147,10 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _run(videos: Path, out: Path, port: int) -> Any:
+def _run(videos: Path, out: Path, port: int, *flags: str) -> Any:
     return run_cli("run", str(videos), "--out", str(out), "--backend", "clarifai", "--insecure",
                    "--api-base", f"127.0.0.1:{port}", "--max-seconds", "20", "--no-progress",
-                   "--concurrency", "1", env={"CLARIFAI_PAT": KEY}, timeout=300)
+                   "--concurrency", "1", *flags, env={"CLARIFAI_PAT": KEY}, timeout=300)
 
 
 def _strict_json(path: Path) -> Any:
@@ -148,6 +165,7 @@ SPOILED = [
     (nan_and_infinity, r"concept 'sfw' at 500 ms is nan, not a value from 0 to 1"),
     (one_time, r"20 frames at 1 distinct time \(500 ms given 20 times\)"),
     (far_past, r"a frame at 10000000 ms, outside the 20\.0 s chunk"),
+    (no_output, r"no outputs"),
 ]
 
 
@@ -171,6 +189,21 @@ def test_an_implausible_answer_is_asked_again_once_then_fails_its_video_alone(
     assert not (out / bad["id"] / "timeline.json").exists()
     assert "Traceback" not in done.stderr
     _strict_json(out / entries["good.mp4"]["id"] / "timeline.json")
+
+
+def test_a_batch_of_images_answered_with_an_output_missing_is_asked_again_once(
+        videos: Path, tmp_path: Path, crafted: Callable[..., tuple[Crafted, int]]) -> None:
+    """--strategy frames: a server that answers 6 images with 5 outputs is asked once more,
+    then the video fails with one line saying so."""
+    servicer, port = crafted(middles)
+    out = tmp_path / "out"
+    done = _run(videos / "good.mp4", out, port, "--strategy", "frames")
+    assert done.returncode == 1, done.stderr
+    assert servicer.requests[IMAGES] == 2
+    (entry,) = _strict_json(out / "summary.json")["inputs"]
+    assert entry["error"].endswith("good.mp4: chunk 0: implausible answer: 5 outputs for 6 "
+                                   "images")
+    assert entry["requests"] == 2
 
 
 def test_an_answer_refused_once_and_then_plausible_is_taken(
