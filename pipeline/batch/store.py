@@ -79,14 +79,10 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         """Finished under this run key, as far as a rerun may trust: timeline.json is the very
         file outputs.json recorded (its size, then its sha256), or, with no record (a run that
         stopped before writing outputs.json, or an earlier version's), it reads through to this
-        run key. When the outputs are to be made again from the saved results, those must be
-        sound too: a damaged one is predicted again, so the video is not done."""
+        run key. No saved result is read."""
         made = self._made()
         record = made.get("timeline") if made is not None else None
-        whole = self._timeline_matches(record) if record is not None else self._timeline_reads()
-        if not whole:
-            return False
-        return self._current(made) or not self._damaged(self._saved_chunks() or [])
+        return self._timeline_matches(record) if record is not None else self._timeline_reads()
 
     def outputs_current(self) -> bool:
         """The outputs were made with these settings for this run key, and are all there."""
@@ -194,12 +190,6 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         except (KeyError, TypeError, ValueError):
             return True, None
 
-    def _damaged(self, chunks: Sequence[Chunk]) -> bool:
-        """Whether any of `chunks` has a saved result of ours that is not sound."""
-        with timeline.gc_paused():
-            return any(ours and answer is None
-                       for ours, answer in map(self._saved, chunks))
-
     def save_result(self, chunk: Chunk, result: ChunkResult) -> None:
         """Save a result that is on the source clock, the moment it arrives, with the sha256
         of its content."""
@@ -232,18 +222,31 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         shutil.rmtree(self.chunk_media, ignore_errors=True)
         self._finish_outputs(tally.record())
 
-    def rewrite_outputs(self) -> None:
+    def rewrite_outputs(self) -> bool:
         """A done video's outputs made again for the current output settings, from its saved
-        results (timeline.json if they are gone): no chunk is sent, timeline.json is kept."""
+        results (timeline.json if they are gone): no chunk is sent, timeline.json is kept.
+        False, with nothing made, if a saved result is damaged: its chunk is to be predicted
+        again, and every output made with it."""
+        frames = self._saved_frames()
+        if frames is None:
+            return False
         self.outputs_made.unlink(missing_ok=True)
         head = timeline.read_head(self.timeline)
-        write_outputs(self.root, self._saved_frames(), sample_ms=self.key.sample_ms,
+        write_outputs(self.root, frames, sample_ms=self.key.sample_ms,
                       duration_ms=int(head["source"]["duration_ms"]), outputs=self.outputs)
         self._finish_outputs(self._timeline_record())
+        return True
 
-    def _saved_frames(self) -> list[Frame]:
-        chunks = self._saved_chunks()
-        results = self.results(chunks) if chunks else {}
+    def _saved_frames(self) -> list[Frame] | None:
+        """The frames of the saved results, if every chunk has a sound one; timeline.json's
+        if some are gone (or were saved under another key); None if one of ours is damaged."""
+        chunks = self._saved_chunks() or []
+        with timeline.gc_paused():
+            found = [self._saved(c) for c in chunks]
+        if any(ours and answer is None for ours, answer in found):
+            return None
+        results = {c.index: answer for c, (_, answer) in zip(chunks, found, strict=True)
+                   if answer is not None}
         if chunks and len(results) == len(chunks):
             return merge(chunks, results)
         with timeline.gc_paused():
