@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -230,6 +231,27 @@ def test_a_video_done_by_an_earlier_version_stays_done_and_gets_its_record(
     assert _recorded(vdir)["sha256"] == hashlib.sha256(first).hexdigest()
     assert _run(video, out, server).returncode == 0
     assert summary(out)["inputs"][0]["note"] == "already done"
+
+
+def test_a_timeline_holding_nan_from_an_earlier_version_is_made_again(
+        finished: Path, tmp_path: Path, server: Server, video: Path) -> None:
+    """A done video of an earlier version (no record) whose timeline.json holds NaN, which no
+    standard JSON reader takes: it is not done; timeline.json is written again from the sound
+    saved results, without NaN, sending nothing."""
+    out = copy_folder(finished, tmp_path / "out")
+    vdir = _video_dir(out)
+    path = vdir / "timeline.json"
+    first = path.read_bytes()
+    path.write_bytes(re.sub(rb'"value": [0-9.e-]+', b'"value": NaN', first, count=1))
+    made = json.loads((vdir / "outputs.json").read_text())
+    del made["timeline"]
+    (vdir / "outputs.json").write_text(json.dumps(made, indent=2) + "\n")
+    began = time.time()
+    assert _run(video, out, server).returncode == 0
+    (entry,) = summary(out)["inputs"]
+    assert (entry["status"], entry["requests"]) == ("done", 0)
+    assert _sent_since(server, began) == []
+    assert path.read_bytes() == first
 
 
 def test_a_rerun_over_a_done_video_needs_only_timeline_jsons_record(

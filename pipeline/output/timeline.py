@@ -99,7 +99,14 @@ def number(value: float) -> str:
 
 # -- reading ---------------------------------------------------------------------------------
 _BLANK = " \t\r\n"
-_DECODER = json.JSONDecoder()
+
+
+def _not_json(name: str) -> Any:
+    """NaN and the infinities are read as what they are: not JSON (json's reader takes them)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 class _Text:
