@@ -159,3 +159,14 @@ class ClientGoneError(PipelineError):
     """Raised inside `serve` when a request's client has cancelled, its deadline has passed, or
     the server is stopping: that request's work stops (a download closed, a decode killed) and
     nothing more is answered."""
+
+
+class ImplausibleAnswerError(BackendError):
+    """Raised when an answer cannot be what its chunk gives (frames missing or repeated, times
+    outside the chunk, values that are not numbers from 0 to 1); the chunk is asked once more,
+    then its video fails."""
+
+
+class UnwritableNumberError(OutputError):
+    """Raised when a value JSON cannot spell (NaN, an infinity) would be written into an output;
+    refused, so that no output holds text a JSON reader rejects."""

@@ -2,16 +2,24 @@
 
 When the API answers that a chunk is too large (or it timed out on every attempt), the chunk is
 cut again under half the budget and the pieces are predicted and merged back into one result,
-so that a re-split chunk's frames land where an unsplit one's would."""
+so that a re-split chunk's frames land where an unsplit one's would.
+
+Every answer is checked (`answers`) before it is placed: an implausible one is asked for once
+more, then fails its chunk."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from fractions import Fraction
 from typing import Protocol
 
-from pipeline.errors import OverLimitError
+import tenacity
+
+from pipeline import answers
+from pipeline.errors import BackendError, ImplausibleAnswerError, OverLimitError
 from pipeline.merge import merge, place
 from pipeline.types import Chunk, ChunkResult, Limits, Media, ModelInfo
 
@@ -43,7 +51,7 @@ def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits
     """The chunk's frames on the source clock, re-splitting it if the API says it is too big."""
     try:
         with opener(chunk) as media:
-            return place(chunk, backend.predict(chunk, media, sample_ms))
+            return place(chunk, _Asking(backend, chunk, media, sample_ms).answer())
     except OverLimitError as exc:
         if depth >= MAX_RESPLITS:
             raise
@@ -57,6 +65,44 @@ def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits
     frames = merge(pieces, parts)
     attempts = spent + sum(r.attempts for r in parts.values())
     return ChunkResult(chunk.index, tuple(frames), attempts, clock="source")
+
+
+# An implausible answer may be a server's slip: it is asked for once more, at once.
+_ONCE_MORE = tenacity.Retrying(retry=tenacity.retry_if_exception_type(ImplausibleAnswerError),
+                               stop=tenacity.stop_after_attempt(2), reraise=True,
+                               before_sleep=lambda state: _asking_again(state.outcome))
+
+
+def _asking_again(outcome: tenacity.Future | None) -> None:
+    log.warning("%s; asking once more", outcome.exception() if outcome else "no answer")
+
+
+class _Asking:
+    """One chunk's answer from the backend, checked; the requests of every answer asked for
+    are counted in the one taken (or in the error that ends it)."""
+
+    def __init__(self, backend: Backend, chunk: Chunk, media: Media, sample_ms: int) -> None:
+        self.backend, self.chunk, self.media, self.sample_ms = backend, chunk, media, sample_ms
+        self.span: Fraction | None = answers.file_span(chunk)
+        self.spent = 0
+
+    def answer(self) -> ChunkResult:
+        return _ONCE_MORE.copy()(self._ask)
+
+    def _ask(self) -> ChunkResult:
+        try:
+            result = self.backend.predict(self.chunk, self.media, self.sample_ms)
+        except BackendError as exc:
+            self.spent += exc.attempts
+            exc.attempts = self.spent
+            raise
+        self.spent += result.attempts
+        try:
+            answers.check(self.chunk, result, self.sample_ms, span=self.span)
+        except ImplausibleAnswerError as exc:
+            exc.attempts = self.spent
+            raise
+        return dataclasses.replace(result, attempts=self.spent)
 
 
 def halved(limits: Limits, chunk: Chunk) -> Limits:

@@ -27,7 +27,7 @@ def test_a_chunks_key_names_the_chunk_by_its_exact_times_and_frames() -> None:
     """A chunk's key: the checkpoint format, what predicted it, and the chunk itself as exact
     fractions of a second and a frame count (limits reach it through the cut)."""
     assert KEY.for_chunk(CHUNK) == {
-        "format": 2, "backend": "clarifai", "model": "nsfw-recognition", "sample_ms": 1000,
+        "format": 3, "backend": "clarifai", "model": "nsfw-recognition", "sample_ms": 1000,
         "start": "451/15", "end": "61067/1000", "frames": 930}
 
 

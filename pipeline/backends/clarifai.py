@@ -34,6 +34,7 @@ from pipeline.errors import (
     BackendError,
     ConfigError,
     FetchFailedError,
+    ImplausibleAnswerError,
     Interrupted,
     OverLimitError,
     RejectedInputError,
@@ -284,7 +285,7 @@ class ClarifaiBackend:
         (predict puts it on the clock)."""
         if not response.outputs:
             if response.status.code in SUCCESS_CODES:
-                raise BackendError(f"{what}: the API answered with no outputs")
+                raise ImplausibleAnswerError(f"{what}: implausible answer: no outputs")
             raise self._status_error(what, response.status)
         for output in response.outputs:
             if output.status.code != SUCCESS:
@@ -293,8 +294,8 @@ class ClarifaiBackend:
             raise self._status_error(what, response.status)
         if images:
             if len(response.outputs) != images:
-                raise BackendError(f"{what}: {len(response.outputs)} outputs for {images} "
-                                   "images")
+                raise ImplausibleAnswerError(f"{what}: implausible answer: "
+                                             f"{len(response.outputs)} outputs for {images} images")
             return tuple(Frame(i, _concepts(o.data.concepts))
                          for i, o in enumerate(response.outputs))
         return tuple(Frame(int(f.frame_info.time), _concepts(f.data.concepts))

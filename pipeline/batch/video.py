@@ -102,7 +102,8 @@ class VideoJob:
             return None
         if store.outputs_current():
             return self.outcome.but(status=Status.SKIPPED, note="already done (by another run)")
-        store.rewrite_outputs()
+        if not store.rewrite_outputs():
+            return None  # a saved result is damaged: its chunk is predicted again
         log.info("%s: already done; outputs rewritten from its saved results", self.shown)
         return self.outcome.but(status=Status.SKIPPED,
                                 note="already done; outputs rewritten from its saved results")

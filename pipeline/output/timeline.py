@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.errors import UnwritableNumberError
 from pipeline.output import formats
 from pipeline.types import Concept, Frame
 
@@ -87,13 +88,25 @@ class _FrameText:
 
 
 def number(value: float) -> str:
-    """A float as json.dumps writes it (repr; NaN and the infinities as JSON spells them)."""
-    return repr(value) if math.isfinite(value) else json.dumps(value)
+    """A float as json.dumps writes it (repr). NaN and the infinities are refused: json.dumps
+    would write NaN or Infinity, which are not JSON, and no reader that follows the standard
+    could read the file again."""
+    if not math.isfinite(value):
+        raise UnwritableNumberError(f"refusing to write {value!r} into a JSON output: JSON has "
+                                    "no NaN or infinity")
+    return repr(value)
 
 
 # -- reading ---------------------------------------------------------------------------------
 _BLANK = " \t\r\n"
-_DECODER = json.JSONDecoder()
+
+
+def _not_json(name: str) -> Any:
+    """NaN and the infinities are read as what they are: not JSON (json's reader takes them)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 class _Text:
