@@ -136,3 +136,18 @@ def io_failure(exc: BaseException) -> OutputError | None:
         where = f" {exc.filename}" if exc.filename else ""
         return OutputError(f"cannot write{where}: {_DISK_ERRNOS[exc.errno]}")
     return None
+
+
+class ProcessKilled(FFmpegError):
+    """Raised when we kill an ffmpeg/ffprobe: past its deadline, stalled (no output for the
+    stall timeout), or stopped because the run is ending; the text says which."""
+
+    def __init__(self, argv: Sequence[str], reason: str) -> None:
+        super().__init__(argv, -9, reason)
+        self.args = (f"{self.argv[0]} {reason}",)
+
+
+class DamagedIndexError(PipelineError):
+    """Raised when an MP4's sample index contradicts its boxes or the file (a count past the
+    box holding it or past the file, a zero timescale, frame times past the stated duration
+    or shared by two frames); that input fails."""
