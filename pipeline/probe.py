@@ -113,7 +113,7 @@ def _ffprobe(path: str) -> dict[str, Any]:
     try:
         out = proc.run(ffprobe_argv(path), timeout=proc.deadlines().probe_timeout)
     except ProcessKilled as exc:
-        raise InputError(path, f"ffprobe {exc.summary} reading its header") from exc
+        raise InputError(path, f"ffprobe {exc.summary}") from exc
     except FFmpegError as exc:
         raise InputError(path, _why_unreadable(path, exc.stderr)) from exc
     try:
@@ -136,16 +136,17 @@ def _check_file(path: str) -> None:
     """What can be told without ffprobe: the file is there, a regular file (a FIFO would block
     whoever opens it), not empty, media rather than text, and whole."""
     try:
-        mode = os.stat(path).st_mode
+        found = os.stat(path)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except OSError as exc:
         raise InputError(path, f"cannot read it: {(exc.strerror or str(exc)).lower()}") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(found.st_mode):
         raise InputError(path, "is a directory, not a video file")
-    if not stat.S_ISREG(mode):
-        raise InputError(path, f"not a regular file ({not_regular(mode) or 'of an odd kind'})")
-    size = os.path.getsize(path)
+    if not stat.S_ISREG(found.st_mode):
+        odd = not_regular(found.st_mode) or "of an odd kind"
+        raise InputError(path, f"not a regular file ({odd})")
+    size = found.st_size
     if size == 0:
         raise InputError(path, "file is empty (0 bytes)")
     if containers.is_text(path):
