@@ -170,3 +170,17 @@ class ImplausibleAnswerError(BackendError):
 class UnwritableNumberError(OutputError):
     """Raised when a value JSON cannot spell (NaN, an infinity) would be written into an output;
     refused, so that no output holds text a JSON reader rejects."""
+
+class ProcessKilled(FFmpegError):
+    """Raised when we kill an ffmpeg/ffprobe: past its deadline, stalled (no output for the
+    stall timeout), or stopped because the run is ending; the text says which."""
+
+    def __init__(self, argv: Sequence[str], reason: str) -> None:
+        super().__init__(argv, -9, reason)
+        self.args = (f"{self.argv[0]} {reason}",)
+
+
+class DamagedIndexError(PipelineError):
+    """Raised when an MP4's sample index contradicts its boxes or the file (a count past the
+    box holding it or past the file, a zero timescale, frame times past the stated duration
+    or shared by two frames); that input fails."""

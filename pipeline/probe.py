@@ -1,16 +1,20 @@
-"""Probe: what a file holds (through ffmpeg-python's ffprobe), parsed once into typed values."""
+"""Probe: what a file holds (ffprobe's streams and format, and every video packet), parsed once
+into typed values. Before ffprobe opens a file, it is checked to be one: a regular file, not
+empty, not text (a playlist or concat script that names other files), whole, and, for an MP4,
+an index whose counts fit its boxes and the file."""
 
 from __future__ import annotations
 
+import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, BinaryIO
 
-import ffmpeg
-
-from pipeline.errors import FFmpegError, InputError
+from pipeline.errors import DamagedIndexError, FFmpegError, InputError, ProcessKilled
 from pipeline.media import containers, mp4read, proc
 from pipeline.types import (
     Packet,
@@ -41,16 +45,14 @@ class Scanned:
 def probe(path: str, *, scan: bool = True, keep_audio: bool = False) -> VideoInfo:
     """Probe `path`; with `scan`, also read every video packet (and audio, to keep it)."""
     _check_file(path)
-    with ThreadPoolExecutor(1) as pool:
-        # ffprobe runs while an MP4's sample tables are read here (each takes ~0.1 s on 700 MB;
-        # the tables are read in this thread: numpy's buffers freed in another thread's malloc
-        # arena were seen to stay in the process, 25 MB more at ten hours).
-        ffprobed = pool.submit(_ffprobe, path)
-        tables = mp4read.video_tables(path) if scan and not keep_audio else None
-        info = _parse_info(path, ffprobed.result())
-        if not scan:
-            return info
-        table = _mp4_table(info, tables) if tables is not None else None
+    # An MP4's index is read (and checked) before ffprobe runs: ffprobe allocates for every
+    # sample an index claims (~24 bytes each), 290 MB for a 2 KB file claiming 30 million.
+    with _damage_named(path):
+        tables = mp4read.video_tables(path)
+    info = _parse_info(path, _ffprobe(path))
+    if not scan:
+        return info
+    table = _mp4_table(info, tables) if not keep_audio else None
     video = _table_packets(table) if table is not None else scan_packets(path, info.video)
     audio = (scan_packets(path, info.audio) if keep_audio and info.audio
              else Scanned(Packets.empty(), 0))
@@ -68,7 +70,8 @@ def probe_mp4(fh: BinaryIO, size: int, name: str) -> VideoInfo | None:
     ranged reads: box headers and `moov`, none of the media data); None for anything else,
     which then needs the whole file. No ffprobe: over HTTP it asks for open-ended ranges and
     drops them once it has enough, so far more crosses the wire than it reads."""
-    tables = mp4read.tables_in(fh)
+    with _damage_named(name):
+        tables = mp4read.tables_in(fh)
     if not tables:
         return None
     index, table = min(tables.items())
@@ -91,31 +94,83 @@ def _u16(data: bytes, offset: int) -> int | None:
     return int.from_bytes(data[offset:offset + 2], "big") if len(data) >= offset + 2 else None
 
 
+@contextmanager
+def _damage_named(path: str) -> Iterator[None]:
+    try:
+        yield
+    except DamagedIndexError as exc:
+        raise InputError(path, f"damaged index: {exc}") from exc
+
+
+def ffprobe_argv(path: str) -> list[str]:
+    """ffprobe's streams and format of `path` as JSON (the arguments ffmpeg-python's probe
+    gives), reading a local file through the file protocol only."""
+    return [proc.FFPROBE, "-show_format", "-show_streams", "-of", "json",
+            *proc.input_options(path), proc.media_input(path)]
+
+
 def _ffprobe(path: str) -> dict[str, Any]:
     try:
-        raw: dict[str, Any] = ffmpeg.probe(proc.media_input(path))
-    except ffmpeg.Error as exc:
+        out = proc.run(ffprobe_argv(path), timeout=proc.deadlines().probe_timeout)
+    except ProcessKilled as exc:
+        raise InputError(path, f"ffprobe {exc.summary}") from exc
+    except FFmpegError as exc:
         raise InputError(path, _why_unreadable(path, exc.stderr)) from exc
+    try:
+        raw: dict[str, Any] = json.loads(out)
+    except ValueError as exc:
+        raise InputError(path, "not a readable video (ffprobe printed no JSON)") from exc
     return raw
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file of `mode` is, if it is not a regular file nor a directory ("a FIFO")."""
+    return next((name for test, name in _KINDS if test(mode)), None)
+
+
 def _check_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise InputError(path, "file not found")
-    if os.path.isdir(path):
+    """What can be told without ffprobe: the file is there, a regular file (a FIFO would block
+    whoever opens it), not empty, media rather than text, and whole."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read it: {(exc.strerror or str(exc)).lower()}") from None
+    if stat.S_ISDIR(found.st_mode):
         raise InputError(path, "is a directory, not a video file")
-    size = os.path.getsize(path)
+    if not stat.S_ISREG(found.st_mode):
+        odd = not_regular(found.st_mode) or "of an odd kind"
+        raise InputError(path, f"not a regular file ({odd})")
+    size = found.st_size
     if size == 0:
         raise InputError(path, "file is empty (0 bytes)")
+    if containers.is_text(path):
+        raise InputError(path, "not a readable video: it is text, not a media container (a "
+                               "playlist, concat script or other list that names other files "
+                               "is not read)")
+    _check_whole(path, size)
+
+
+def _check_whole(path: str, size: int) -> None:
+    later = "cut short, or still being copied; a later run will take it once it is whole"
+    partial = containers.partial_packet(path, size)
+    if partial is not None:
+        packet, left = partial
+        raise InputError(path, f"truncated: ends in a partial {packet}-byte packet ({left} of "
+                               f"its {packet} bytes; {later})")
     stated = containers.stated_size(path)
     if stated is not None and stated > size:
         raise InputError(path, f"truncated: its container says {stated:,} bytes but the file has "
-                               f"{size:,} (cut short, or still being copied; a later run will "
-                               "take it once it is whole)")
+                               f"{size:,} ({later})")
 
 
-def _why_unreadable(path: str, stderr: bytes | None) -> str:
-    text = (stderr or b"").decode(errors="replace").strip().splitlines()
+def _why_unreadable(path: str, stderr: str) -> str:
+    text = stderr.strip().splitlines()
     last = text[-1] if text else "ffprobe could not read it"
     last = last.removeprefix(f"{proc.media_input(path)}: ")
     if "moov atom not found" in last:
@@ -222,9 +277,10 @@ def scan_packets(path: str, stream: StreamInfo) -> Scanned:
     # csv prints the fields in ffprobe's own order: pts, dts, duration, size, pos, flags.
     argv = [proc.FFPROBE, "-v", "error", "-select_streams", str(stream.index),
             "-show_entries", "packet=pts,dts,duration,size,pos,flags", "-of", "csv=p=0",
-            proc.media_input(path)]
+            *proc.input_options(path), proc.media_input(path)]
     try:
-        out = proc.run(argv)
+        out = proc.run(argv, timeout=proc.deadlines().deadline(
+            media_seconds=(stream.duration_ms or 0) / 1000, size_bytes=os.path.getsize(path)))
     except FFmpegError as exc:
         raise InputError(path, f"cannot read packets ({exc.summary})") from exc
     return _parse_packets(out, stream)

@@ -199,7 +199,8 @@ class _Cutter:
                 log.warning("%s: %s video is transcoded to H.264 before cutting",
                             stretch.info.path, stretch.info.video.codec)
                 pending.append(self._reencode(stretch.info.path, f"0:{stretch.info.video.index}",
-                                              stretch.offset, stretch.depth))
+                                              stretch.offset, stretch.depth,
+                                              seconds=stretch.info.duration_ms / 1000))
                 continue
             for piece in self._pass(stretch):
                 if isinstance(piece, Chunk):
@@ -285,14 +286,19 @@ class _Cutter:
         log.warning("keyframe interval at %.1f s is %d bytes / %.1f s, over the limits; "
                     "re-encoding that stretch only", float(start), planned.expected_bytes,
                     float(planned.duration))
-        return self._reencode(path, "0:v:0", start, stretch.depth + 1)
+        return self._reencode(path, "0:v:0", start, stretch.depth + 1,
+                              seconds=float(planned.duration))
 
-    def _reencode(self, path: str, video_map: str, offset: Fraction, depth: int) -> Stretch:
+    def _reencode(self, path: str, video_map: str, offset: Fraction, depth: int, *,
+                  seconds: float) -> Stretch:
+        """Re-encode `seconds` of media from `path` into a new stretch."""
         target = self.work / f"reencode-{next(self._names)}.mp4"
         proc.run(ffargs.reencode_argv(path, str(target), self.limits,
                                       keep_audio=self.options.keep_audio,
                                       overhead=self.options.overhead.fixed, video_map=video_map,
-                                      depth=depth))
+                                      depth=depth),
+                 timeout=proc.deadlines().deadline(media_seconds=seconds,
+                                                   size_bytes=os.path.getsize(path)))
         info = probe(str(target), keep_audio=self.options.keep_audio)
         return Stretch(info, offset, self.limits, depth + 1, reencoded=True)
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from pipeline.errors import ConfigError
+from pipeline.media.proc import Deadlines
 from pipeline.output.exports import EXPORTS, Outputs
 from pipeline.output.segments import Rules
 from pipeline.send.s3 import S3Name
@@ -66,6 +67,12 @@ class Settings:
     settle_seconds: float = 5.0
     # ...and, overall, at most download_timeout plus its size at this many bytes a second.
     download_min_rate: float = 50_000.0
+    # Every ffprobe/ffmpeg runs under a deadline (media.proc.Deadlines): a header read gets
+    # probe_timeout s; a pass over media that plus ffmpeg_time_factor s a second of media; a
+    # streamed decode is killed once its output stands still for ffmpeg_stall_timeout s.
+    probe_timeout: float = 60.0
+    ffmpeg_stall_timeout: float = 120.0
+    ffmpeg_time_factor: float = 10.0
 
     def __post_init__(self) -> None:
         _one_of("--backend", self.backend, BACKENDS)
@@ -92,6 +99,10 @@ class Settings:
         _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
         _at_least("--settle-seconds", self.settle_seconds, 0, at_most=3600)
         _at_least("VIDEO_PIPELINE_DOWNLOAD_MIN_RATE", self.download_min_rate, 0, above=True)
+        _at_least("VIDEO_PIPELINE_PROBE_TIMEOUT", self.probe_timeout, 0, above=True)
+        _at_least("VIDEO_PIPELINE_FFMPEG_STALL_TIMEOUT", self.ffmpeg_stall_timeout, 0,
+                  above=True)
+        _at_least("VIDEO_PIPELINE_FFMPEG_TIME_FACTOR", self.ffmpeg_time_factor, 0, above=True)
         if self.stage is not None:
             S3Name.parse(self.stage)
         if self.s3_endpoint_url is not None and not self.s3_endpoint_url.lower().startswith(
@@ -114,6 +125,11 @@ class Settings:
     def outputs(self) -> Outputs:
         rules = Rules(self.min_confidence, self.max_gap_ms, self.min_segment_ms)
         return Outputs(rules, tuple(e for e in EXPORTS if e in self.export), self.report)
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The deadlines every ffprobe/ffmpeg of the run is held to."""
+        return Deadlines(self.probe_timeout, self.ffmpeg_stall_timeout, self.ffmpeg_time_factor)
 
     @property
     def workers(self) -> int:

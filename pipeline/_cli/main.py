@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         fmt = options.LOG_FORMAT.resolve(args, environ)
         _setup_logging(verbose, fmt)
+        options.configure_processes(environ)
         return int(commands.COMMANDS[args.command](args, environ, fmt))
     except BrokenPipeError:
         _silence_stdout()  # the reader left (`| head`): what it read is what it wanted

@@ -214,14 +214,33 @@ def resolve(args: argparse.Namespace, options: Sequence[Option],
             environ: Mapping[str, str]) -> dict[str, Any]:
     return {o.dest: o.resolve(args, environ) for o in options}
 
-# Settings only the environment gives (no flag): how URL inputs are downloaded.
+# Settings only the environment gives (no flag): how URL inputs are downloaded, and how long
+# ffprobe and ffmpeg may take (DEADLINES, read for every command).
+DEADLINES = (
+    Option("--probe-timeout", number, 60.0,
+           "seconds ffprobe may take to read a file's header; also the fixed part of every "
+           "ffmpeg deadline"),
+    Option("--ffmpeg-stall-timeout", number, 120.0,
+           "seconds a streamed decode's output may stand still before it is killed"),
+    Option("--ffmpeg-time-factor", number, 10.0,
+           "seconds an ffmpeg/ffprobe pass may take for each second of media it covers"),
+)
 ENV_ONLY = (
     Option("--download-max-bytes", whole_number, 20_000_000_000,
            "largest URL input downloaded, bytes"),
     Option("--download-timeout", number, 30.0, "seconds a URL download may stall"),
     Option("--download-min-rate", number, 50_000.0,
            "bytes a second a URL download must average, after its stall allowance"),
+    *DEADLINES,
 )
+
+
+def configure_processes(environ: Mapping[str, str]) -> None:
+    """Hold every ffprobe/ffmpeg of this command to the deadlines the environment sets (or the
+    defaults), checked like a run's settings; `run` sets them again from its Settings."""
+    from pipeline.media import proc
+    args = argparse.Namespace()
+    proc.configure(Settings(**resolve(args, DEADLINES, environ)).deadlines)
 
 
 def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool,

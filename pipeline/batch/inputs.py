@@ -1,7 +1,9 @@
 """Inputs: files, folders, manifests and URLs -> the deduplicated sources to process, in order.
 
 Anything wrong with one input (a missing file, a manifest line that is not JSON, a NUL byte, a
-URL with a password) becomes that source's `error`, so it fails alone and the rest go on.
+URL with a password, a FIFO, a folder it may not read) becomes that source's `error`, so it
+fails alone and the rest go on. Nothing but a regular file is ever opened: a FIFO blocks
+whoever opens it until something writes to it.
 `Source.path` is what the user gave (a path, or a URL with its query string); messages and
 outputs use `Source.display`, which never holds a URL's query string or credentials."""
 
@@ -10,11 +12,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.batch.download import is_url, url_problem
+from pipeline.probe import not_regular
 from pipeline.redact import url as redact_url
 
 VIDEO_EXTENSIONS = {
@@ -77,8 +81,11 @@ def _expand_one(item: str, skip: str | None) -> list[Source]:
         return [Source(item, url_problem(item))]
     path = Path(item)
     if path.is_dir():
-        found = sorted(str(p) for p in _walk(path, skip))
-        return [Source(p) for p in found] or [Source(item, "folder holds no video files")]
+        found = sorted(_walk(path, skip), key=lambda s: s.path)
+        return found or [Source(item, "folder holds no video files")]
+    odd = _odd_kind(path)
+    if odd is not None:
+        return [Source(item, f"not a regular file ({odd})")]
     if path.is_file() and path.suffix.lower() in MANIFEST_EXTENSIONS:
         try:
             return _read_manifest(path)
@@ -87,16 +94,40 @@ def _expand_one(item: str, skip: str | None) -> list[Source]:
     return [Source(item)]
 
 
-def _walk(folder: Path, skip: str | None) -> Iterator[Path]:
-    """Video files under `folder`, never descending into `skip`."""
+def _odd_kind(path: Path) -> str | None:
+    """What `path` is when it is there but neither a regular file nor a folder ("a FIFO")."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # not there (or not reachable): probing it says which
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else not_regular(mode)
+
+
+def _walk(folder: Path, skip: str | None) -> Iterator[Source]:
+    """Video files under `folder`, never descending into `skip`; a folder that cannot be read,
+    and anything named like a video that is not a regular file, as failed sources."""
     if skip and (os.path.realpath(folder) + os.sep).startswith(skip + os.sep):
         return
-    for root, dirs, files in os.walk(folder):
+    unreadable: list[OSError] = []
+    for root, dirs, files in os.walk(folder, onerror=unreadable.append):
         dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(root, d)) != skip]
         for name in files:
-            path = Path(root, name)
-            if _looks_like_video(path):
-                yield path
+            found = _found(Path(root, name))
+            if found is not None:
+                yield found
+    for error in unreadable:
+        why = (error.strerror or str(error)).lower()
+        yield Source(str(error.filename or folder), f"cannot read folder: {why}")
+
+
+def _found(path: Path) -> Source | None:
+    """`path`, found in a folder, as a source if it is a video; a named video that is not a
+    regular file fails as what it is; nothing else is opened."""
+    odd = _odd_kind(path)
+    if odd is not None:
+        return (Source(str(path), f"not a regular file ({odd})")
+                if path.suffix.lower() in VIDEO_EXTENSIONS else None)
+    return Source(str(path)) if _looks_like_video(path) else None
 
 
 def _looks_like_video(path: Path) -> bool:
@@ -106,7 +137,10 @@ def _looks_like_video(path: Path) -> bool:
     if suffix or path.name.startswith("."):
         return False
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking: were it swapped for a FIFO since it was looked at, open would wait.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return False
             head = fh.read(400)
     except OSError:
         return False
@@ -119,7 +153,8 @@ def _is_mpegts(head: bytes) -> bool:
 
 
 def _read_manifest(path: Path) -> list[Source]:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    # utf-8-sig: Excel's "CSV UTF-8" (and Notepad) start the file with a byte-order mark.
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
     suffix = path.suffix.lower()
     entries = (_csv_entries(text) if suffix == ".csv" else _jsonl_entries(text)
                if suffix == ".jsonl" else _txt_entries(text))

@@ -30,6 +30,7 @@ from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.summary import Bookkeeper, Outcome, Status, failed, write_summary
 from pipeline.batch.video import VideoJob
 from pipeline.errors import AuthError, ConfigError, Interrupted, UnreachableError
+from pipeline.media import proc
 from pipeline.output.files import prepare_out
 from pipeline.send.s3 import S3Name
 from pipeline.send.senders import Lifetime
@@ -61,6 +62,7 @@ class Runner:
                  progress: Any = None, stop: StopCheck | None = None,
                  summary: bool = True, url_lifetime: Lifetime | None = None) -> None:
         self.settings = settings
+        proc.configure(settings.deadlines)  # this process's ffprobe/ffmpeg (a Dask worker's too)
         self.out = Path(out)
         self.stop: StopCheck = stop or StopFlag()
         self._own_backend = backend is None

@@ -1,6 +1,7 @@
 """How long a container says it is: MP4/MOV box sizes, the Matroska/WebM Segment size, AVI's
-RIFF sizes. A file shorter than that is truncated (cut short, or still being copied into the
-folder), whatever ffprobe makes of the part that is there. Reads headers only (a few bytes)."""
+RIFF sizes, MPEG-TS's whole packets. A file shorter than that is truncated (cut short, or still
+being copied into the folder), whatever ffprobe makes of the part that is there. And whether a
+file is text rather than a container at all. Reads headers only (a few bytes)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,42 @@ def _riff_end(fh: BinaryIO, file_size: int) -> int:
             break
         at += 8 + length + (length & 1)
     return at
+
+
+# Bytes that never occur in text (controls other than tab, newlines, form feed and escape).
+_BINARY = bytes(set(range(32)) - {9, 10, 11, 12, 13, 27}) + b"\x7f"
+_Y4M = b"YUV4MPEG2 "  # raw video behind one text line: the one video format that starts as text
+_SNIFF = 4096
+
+
+def is_text(path: str) -> bool:
+    """Whether the file starts as text (its first 4 KB hold no control byte): an HLS or M3U
+    playlist, an ffconcat script, SDP, a DASH manifest, notes. Every real container starts
+    binary within that (box sizes, magic numbers, packet headers); YUV4MPEG2 is the exception
+    and is not text here. ffmpeg would read the text ones as lists of other files to open
+    (a FIFO, a URL), so they are refused before ffprobe sees them."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF)
+    except OSError:
+        return False
+    return bool(head) and not head.startswith(_Y4M) and head.translate(None, _BINARY) == head
+
+
+_TS_SYNC = 0x47
+
+
+def partial_packet(path: str, size: int) -> tuple[int, int] | None:
+    """An MPEG-TS (188-byte packets) or M2TS (192: a 4-byte timestamp first) that ends inside a
+    packet: (packet size, bytes of the last one there); None for anything else or a whole
+    stream."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(3 * 192 + 4)
+    except OSError:
+        return None
+    for packet, lead in ((188, 0), (192, 4)):
+        marks = head[lead::packet][:3]
+        if len(marks) == 3 and set(marks) == {_TS_SYNC}:
+            return (packet, size % packet) if size % packet else None
+    return None

@@ -15,7 +15,9 @@ from pipeline.types import Plan, VideoInfo
 def segment_pass(info: VideoInfo, plan: Plan, keep_audio: bool, dest: Path) -> list[str]:
     dest.mkdir(parents=True)
     proc.run(ffargs.segment_argv(info, [c.first_packet for c in plan.chunks[1:]],
-                                 keep_audio, proc.media_input(str(dest / "part-%05d.mp4"))))
+                                 keep_audio, proc.media_input(str(dest / "part-%05d.mp4"))),
+             timeout=proc.deadlines().deadline(media_seconds=info.duration_ms / 1000,
+                                               size_bytes=info.size_bytes))
     files = sorted(str(p) for p in dest.iterdir())
     if len(files) != len(plan.chunks):
         raise SegmentError(
@@ -65,8 +67,10 @@ def check_decodes(paths: list[str]) -> None:
 
 
 def _first_frames_fail(paths: list[str]) -> str | None:
+    size = sum(os.path.getsize(p) for p in paths)
     try:
-        proc.run(ffargs.first_frames_argv(paths))
+        proc.run(ffargs.first_frames_argv(paths),
+                 timeout=proc.deadlines().deadline(size_bytes=size))
     except FFmpegError as exc:
         return exc.summary
     return None
@@ -75,6 +79,7 @@ def _first_frames_fail(paths: list[str]) -> str | None:
 def check_decodes_bytes(data: bytes) -> None:
     """Decode the first frame of a chunk built in memory (fed to ffmpeg's stdin)."""
     try:
-        proc.run(ffargs.first_frames_argv([proc.PIPE_INPUT]), stdin=data)
+        proc.run(ffargs.first_frames_argv([proc.PIPE_INPUT]), stdin=data,
+                 timeout=proc.deadlines().deadline(size_bytes=len(data)))
     except FFmpegError as exc:
         raise UndecodableChunk(exc.summary) from exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ def decode_argv(path: str | None, grid: Grid, *, threads: int = 0,
     vf = f"{sampler.select_vf(grid)},scale=256:256:flags=bilinear,crop={SIZE}:{SIZE}"
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-threads", str(threads),
             *(FAST_DECODE if fast else []),
-            "-i", proc.PIPE_INPUT if path is None else proc.media_input(path),
+            *proc.input_args(proc.PIPE_INPUT if path is None else path),
             "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(grid.count),
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
 
@@ -41,13 +40,20 @@ def decode(path: str | None, grid: Grid, *, threads: int = 0, fast: bool = False
     """Yield `grid.count` RGB uint8 frames of SIZE x SIZE: the frame shown at each instant, from
     the file or URL `path`, or from `data` (a video in memory, fed to ffmpeg's stdin).
 
-    A reader thread keeps ffmpeg decoding while the caller runs inference."""
+    A reader thread keeps ffmpeg decoding while the caller runs inference. ffmpeg runs under
+    the deadlines in force (proc): the grid's span of media in all, and its output may stand
+    still for the stall timeout plus one sampling interval's decoding."""
     if grid.count == 0:
         return
     argv = decode_argv(None if data is not None else path, grid, threads=threads, fast=fast)
-    stream = proc.Streamed(argv, stdin=data)
+    rules = proc.deadlines()
+    step = float(grid.step)
+    stream = proc.Streamed(argv, stdin=data, stall=rules.stall(step_seconds=step),
+                           timeout=rules.deadline(media_seconds=float(grid.first) + step
+                                                  * grid.count, size_bytes=len(data or b"")))
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
-    reader = threading.Thread(target=_read_frames, args=(stream, frames), daemon=True)
+    gone = threading.Event()  # the caller stopped reading: the reader must not wait to put
+    reader = threading.Thread(target=_read_frames, args=(stream, frames, gone), daemon=True)
     reader.start()
     try:
         while (raw := frames.get()) is not None:
@@ -55,22 +61,24 @@ def decode(path: str | None, grid: Grid, *, threads: int = 0, fast: bool = False
         reader.join()
         stream.finish()
     except BaseException:
+        gone.set()
         stream.kill()
-        _drain(frames, reader)
         raise
 
 
-def _drain(frames: queue.Queue[bytes | None], reader: threading.Thread) -> None:
-    """Let the reader end when the caller stops early: it may wait to put a frame into a full
-    queue that nobody reads any more (a thread and 64 frames left behind each time)."""
-    while reader.is_alive():
-        with contextlib.suppress(queue.Empty):
-            frames.get(timeout=0.1)
+def _read_frames(stream: proc.Streamed, out: queue.Queue[bytes | None],
+                 gone: threading.Event) -> None:
+    while len(raw := stream.read(_FRAME_BYTES)) == _FRAME_BYTES and _put(out, raw, gone):
+        pass
+    _put(out, None, gone)
 
 
-def _read_frames(stream: proc.Streamed, out: queue.Queue[bytes | None]) -> None:
-    try:
-        while len(raw := stream.stdout.read(_FRAME_BYTES)) == _FRAME_BYTES:
-            out.put(raw)
-    finally:
-        out.put(None)
+def _put(out: queue.Queue[bytes | None], item: bytes | None, gone: threading.Event) -> bool:
+    """Queue `item` unless the caller is gone (then nothing will ever take it); whether it was."""
+    while not gone.is_set():
+        try:
+            out.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    return False

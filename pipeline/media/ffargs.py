@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
-from pipeline.media.proc import FFMPEG, PIPE_INPUT, media_input
+from pipeline.media.proc import FFMPEG, input_args, media_input
 from pipeline.types import Limits, VideoInfo
 
 # Codecs an MP4 chunk takes by stream copy (others are transcoded to H.264).
@@ -30,7 +30,7 @@ def map_args(info: VideoInfo, keep_audio: bool) -> list[str]:
 def segment_argv(info: VideoInfo, cut_frames: Sequence[int], keep_audio: bool,
                  pattern: str) -> list[str]:
     """One segment-muxer pass cutting before each decode-order frame number in `cut_frames`."""
-    argv = [FFMPEG, "-v", "error", "-nostdin", "-y", "-i", media_input(info.path),
+    argv = [FFMPEG, "-v", "error", "-nostdin", "-y", *input_args(info.path),
             *map_args(info, keep_audio), *BITEXACT, "-f", "segment", "-segment_format", "mp4",
             "-reset_timestamps", "1"]
     # Without a cut list the muxer would cut every 2 s (its default segment_time).
@@ -50,7 +50,7 @@ def reencode_argv(src: str, dst: str, limits: Limits, *, keep_audio: bool = Fals
     budget = limits.max_bytes - overhead
     maxrate = max(64_000, int(budget * 8 / (4 * gop) / (2 ** max(0, depth - 1))))
     audio = ["-map", "0:a:0?", "-c:a", "aac", "-b:a", "96k"] if keep_audio else ["-an"]
-    return [FFMPEG, "-v", "error", "-nostdin", "-y", "-i", media_input(src), "-map", video_map,
+    return [FFMPEG, "-v", "error", "-nostdin", "-y", *input_args(src), "-map", video_map,
             *audio, "-sn", "-dn",
             "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-pix_fmt", "yuv420p",
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-threads", "1",
@@ -65,7 +65,7 @@ def first_frames_argv(paths: Sequence[str]) -> list[str]:
     fatal (-xerror)."""
     argv = [FFMPEG, "-v", "error", "-xerror", "-nostdin"]
     for path in paths:
-        argv += ["-threads", "1", "-i", path if path == PIPE_INPUT else media_input(path)]
+        argv += ["-threads", "1", *input_args(path)]
     for n in range(len(paths)):
         argv += ["-map", f"{n}:v:0", "-frames:v", "1", "-f", "null", "-"]
     return argv
@@ -77,7 +77,7 @@ def thumbnails_argv(source: str, seconds: Sequence[float], pattern: str,
     seeks, one decoder thread per input) to `pattern % i`."""
     argv = [FFMPEG, "-v", "error", "-nostdin", "-y"]
     for at in seconds:
-        argv += ["-threads", "1", "-ss", f"{at:.3f}", "-i", media_input(source)]
+        argv += ["-threads", "1", "-ss", f"{at:.3f}", *input_args(source)]
     for i in range(len(seconds)):
         argv += ["-map", f"{i}:v:0", "-frames:v", "1", "-vf", f"scale={width}:-2",
                  "-q:v", "5", pattern % i]

@@ -5,6 +5,8 @@ already say how many frames a track holds and how long it lasts."""
 
 from __future__ import annotations
 
+import io
+import os
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
@@ -12,11 +14,20 @@ from typing import BinaryIO
 
 import numpy as np
 
+from pipeline.errors import DamagedIndexError
 from pipeline.types import SampleTable
 
 Buffer = bytes | memoryview
+Boxes = list[tuple[bytes, memoryview]]
 
-_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
+# The most of `moov` ever read: a day of 60 fps video with its audio indexes in ~150 MB (some
+# 20 bytes a frame), ten hours in tens of MB. More is not an index: a box that claims more (or
+# runs "to the end" of a huge file) is read box by box, up to here.
+MAX_INDEX_BYTES = 256 * 1024 * 1024
+# The boxes directly in `moov`: a header, the tracks, metadata; a few dozen in real files.
+MAX_INDEX_BOXES = 10_000
+# mdhd's duration when the muxer did not know it (all ones, version 0 or 1).
+_UNKNOWN = (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
 
 
 @dataclass(frozen=True)
@@ -30,33 +41,74 @@ def video_track(path: str) -> TrackSummary | None:
     """The first video track's frame count and duration, or None if the file is no readable MP4."""
     try:
         with open(path, "rb") as fh:
-            moov = _find_top(fh, b"moov")
+            moov = _moov(fh, os.fstat(fh.fileno()).st_size)
             if moov is None:
                 return None
-            for trak in _children(moov, b"trak"):
+            for trak in _of(moov, b"trak"):
                 summary = _video_summary(trak)
                 if summary is not None:
                     return summary
-    except (OSError, struct.error, ValueError):
+    except (OSError, struct.error, ValueError, DamagedIndexError):
         return None
     return None
 
 
-def _find_top(fh: BinaryIO, kind: bytes) -> bytes | None:
-    while True:
-        head = fh.read(8)
-        if len(head) < 8:
+def _header(fh: BinaryIO, room: int) -> tuple[bytes, int, int] | None:
+    """The box header at `fh`'s position, in a space of `room` bytes: (type, size, header
+    length), size 0 meaning "to the end"; None where no header fits."""
+    if room < 8:
+        return None
+    head = fh.read(8)
+    if len(head) < 8:
+        return None
+    size, kind = struct.unpack(">I4s", head)
+    if size == 1:
+        size = struct.unpack(">Q", fh.read(8))[0]
+        return kind, size, 16
+    return kind, size, 8
+
+
+def _moov(fh: BinaryIO, file_end: int) -> Boxes | None:
+    """The boxes inside the first top-level `moov` of a file of `file_end` bytes, each read on
+    its own, up to MAX_INDEX_BYTES: a moov that runs "to the end" of the file (size 0) ends
+    where its boxes do (a header of size 0: padding), however large the file."""
+    end = _find_top(fh, b"moov", file_end)
+    if end is None:
+        return None
+    boxes: Boxes = []
+    held = 0
+    while (found := _header(fh, end - fh.tell())) is not None:
+        kind, size, header = found
+        if size == 0:
+            break  # padding to the end of the file, never read
+        if size < header:
+            raise ValueError("bad box size")
+        held += size
+        if held > MAX_INDEX_BYTES or len(boxes) >= MAX_INDEX_BOXES:
+            raise DamagedIndexError(f"its moov box holds more than {MAX_INDEX_BYTES >> 20} MiB "
+                                    f"or {MAX_INDEX_BOXES:,} boxes, more than any real index")
+        boxes.append((kind, memoryview(fh.read(min(size - header, end - fh.tell())))))
+    return boxes
+
+
+def _find_top(fh: BinaryIO, kind: bytes, file_end: int) -> int | None:
+    """Place `fh` at the body of the first top-level box of type `kind`; where that box ends."""
+    at = 0
+    fh.seek(0)
+    while (found := _header(fh, file_end - at)) is not None:
+        box, size, header = found
+        size = size or file_end - at
+        if size < header:
             return None
-        size, box = struct.unpack(">I4s", head)
-        header = 8
-        if size == 1:
-            size = struct.unpack(">Q", fh.read(8))[0]
-            header = 16
-        elif size == 0:
-            return fh.read() if box == kind else None
         if box == kind:
-            return fh.read(size - header)
-        fh.seek(size - header, 1)
+            return min(at + size, file_end)
+        at += size
+        fh.seek(at)
+    return None
+
+
+def _of(boxes: Boxes, kind: bytes) -> list[memoryview]:
+    return [body for box, body in boxes if box == kind]
 
 
 def _boxes(data: Buffer) -> list[tuple[bytes, memoryview]]:
@@ -106,11 +158,13 @@ def _video_summary(trak: Buffer) -> TrackSummary | None:
         timescale, duration = struct.unpack_from(">IQ", mdhd, 20)
     else:
         timescale, duration = struct.unpack_from(">II", mdhd, 12)
+    if not timescale:
+        return None
     frames = struct.unpack_from(">I", stsz, 8)[0]
     stss = _descend(trak, b"mdia", b"minf", b"stbl", b"stss")
     first_key = stss is None or (struct.unpack_from(">I", stss, 4)[0] > 0
                                  and struct.unpack_from(">I", stss, 8)[0] == 1)
-    return TrackSummary(frames, Fraction(duration, timescale or 1), first_key)
+    return TrackSummary(frames, Fraction(duration, timescale), first_key)
 
 
 TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
@@ -118,7 +172,8 @@ TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uu
 
 def video_tables(path: str) -> dict[int, SampleTable]:
     """Every plainly readable video track's sample table, by track position; {} for a file that
-    is not an MP4/MOV (it is cheap to call on anything: it reads box headers only)."""
+    is not an MP4/MOV (it is cheap to call on anything: it reads box headers only). Raises
+    DamagedIndexError for an index that contradicts its boxes or the file."""
     try:
         with open(path, "rb") as fh:
             return tables_in(fh)
@@ -128,16 +183,26 @@ def video_tables(path: str) -> dict[int, SampleTable]:
 
 def tables_in(fh: BinaryIO) -> dict[int, SampleTable]:
     """`video_tables` on an open, seekable file: box headers and `moov` are all it reads (a
-    file object over ranged reads of a remote object works as well as a local file)."""
+    file object over ranged reads of a remote object works as well as a local file).
+
+    Every track's counts are checked against their boxes and the file first: ffprobe, given
+    such an index, allocates ~24 bytes a claimed sample (30 million: 290 MB), so this runs
+    before it does."""
     try:
+        file_size = fh.seek(0, io.SEEK_END)  # before any read: seeking to the end drops the buffer
+        fh.seek(0)
         if fh.read(8)[4:8] not in TOP_LEVEL:
             return {}
-        fh.seek(0)
-        moov = _find_top(fh, b"moov")
-        if moov is None or _children(moov, b"mvex"):
+        moov = _moov(fh, file_size)
+        if moov is None:
+            return {}
+        traks = _of(moov, b"trak")
+        for trak in traks:
+            _check_counts(trak, file_size)
+        if _of(moov, b"mvex"):
             return {}
         tables = {}
-        for index, trak in enumerate(_children(moov, b"trak")):
+        for index, trak in enumerate(traks):
             try:
                 table = _table(trak)
             except (struct.error, ValueError, IndexError, TypeError):
@@ -147,6 +212,44 @@ def tables_in(fh: BinaryIO) -> dict[int, SampleTable]:
         return tables
     except (OSError, struct.error, ValueError, IndexError):
         return {}
+
+
+# Tables of fixed-size entries after a count: (box, bytes before the entries, entry size).
+_COUNTED = ((b"stts", 8, 8), (b"ctts", 8, 8), (b"stss", 8, 4), (b"stsc", 8, 12),
+            (b"stco", 8, 4), (b"co64", 8, 8))
+
+
+def _check_counts(trak: Buffer, file_size: int) -> None:
+    """Each count the track's sample table claims fits the box holding its entries; samples of
+    a fixed size fit in the file (each sample is in it)."""
+    stbl = _descend(trak, b"mdia", b"minf", b"stbl")
+    if stbl is None:
+        return
+    boxes = dict(_boxes(stbl))
+    for kind, before, width in _COUNTED:
+        box = boxes.get(kind)
+        if box is not None and len(box) >= before:
+            _fits(kind, box, before, width, _u32(box, 4))
+    stsz = boxes.get(b"stsz")
+    if stsz is not None and len(stsz) >= 12:
+        fixed, count = struct.unpack_from(">II", stsz, 4)
+        if fixed == 0:
+            _fits(b"stsz", stsz, 12, 4, count)
+        elif count * fixed > file_size:
+            raise DamagedIndexError(f"its stsz lists {count:,} samples of {fixed:,} bytes, "
+                                    f"{count * fixed:,} bytes in a file of {file_size:,}")
+    stz2 = boxes.get(b"stz2")
+    if stz2 is not None and len(stz2) >= 12:
+        _fits(b"stz2", stz2, 12, stz2[7] / 8, _u32(stz2, 8))
+    elst = _descend(trak, b"edts", b"elst")
+    if elst is not None and len(elst) >= 8:
+        _fits(b"elst", elst, 8, 20 if elst[0] == 1 else 12, _u32(elst, 4))
+
+
+def _fits(kind: bytes, box: Buffer, before: int, width: float, count: int) -> None:
+    if before + width * count > len(box):
+        raise DamagedIndexError(f"its {kind.decode(errors='replace')} box claims {count:,} "
+                                f"entries but holds {int((len(box) - before) // width):,}")
 
 
 def _u32(data: Buffer, offset: int) -> int:
@@ -165,6 +268,8 @@ def _table(trak: Buffer) -> SampleTable | None:
     if hdlr is None or hdlr[8:12] != b"vide" or mdhd is None or stbl is None:
         return None
     timescale = _u32(mdhd, 20 if mdhd[0] == 1 else 12)
+    if timescale == 0:
+        raise DamagedIndexError("its video track's timescale is 0")
     boxes = dict(_boxes(stbl))
     stsd, stsz, stts = boxes.get(b"stsd"), boxes.get(b"stsz"), boxes.get(b"stts")
     stsc = boxes.get(b"stsc")
@@ -180,6 +285,7 @@ def _table(trak: Buffer) -> SampleTable | None:
     dts -= durations
     pts = shifts
     pts += dts
+    _check_times(mdhd, timescale, int(dts[-1] + durations[-1]) if n else 0, pts)
     if not _plain_edit_list(trak, int(pts.min()) if n else 0):
         return None
     tkhd = _descend(trak, b"tkhd")
@@ -189,6 +295,19 @@ def _table(trak: Buffer) -> SampleTable | None:
     offsets = _sample_offsets(stsc, stco, boxes.get(b"co64") is not None, sizes)
     return SampleTable(timescale, dts, pts, durations, sizes, _keys(boxes.get(b"stss"), n),
                        offsets, bytes(stsd), bytes(tkhd), language)
+
+
+def _check_times(mdhd: Buffer, timescale: int, end: int, pts: np.ndarray) -> None:
+    """Frame times end within the track's stated duration (a second's grace), and no two frames
+    share one time."""
+    stated = (struct.unpack_from(">Q", mdhd, 24) if mdhd[0] == 1
+              else struct.unpack_from(">I", mdhd, 16))[0]
+    if stated and stated not in _UNKNOWN and end > stated + timescale:
+        raise DamagedIndexError(f"its frame times run to {end / timescale:,.3f} s, past the "
+                                f"track's stated duration of {stated / timescale:,.3f} s")
+    ordered = np.sort(pts, kind="stable")  # nearly sorted already: a few ms for a million
+    if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):
+        raise DamagedIndexError("two or more of its frames share one time")
 
 
 def _sizes(stsz: Buffer) -> np.ndarray:
@@ -208,7 +327,10 @@ def _keys(stss: Buffer | None, n: int) -> np.ndarray:
     if stss is None:
         return np.ones(n, bool)  # no sync table: every sample is a keyframe
     keys = np.zeros(n, bool)
-    keys[_column(stss, ">u4", _u32(stss, 4), 8) - 1] = True
+    numbers = _column(stss, ">u4", _u32(stss, 4), 8)
+    if len(numbers) and (numbers.min() < 1 or numbers.max() > n):
+        raise DamagedIndexError(f"its stss names a keyframe outside samples 1-{n:,}")
+    keys[numbers - 1] = True
     return keys
 
 

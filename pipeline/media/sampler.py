@@ -57,7 +57,7 @@ def proxy_argv(src: str, out: str, grid: Grid, *, side: int, crf: int, keyint: i
     a chunk end at any multiple of it; x264's own keyframes come no closer than that and no
     further apart than `per_chunk` (a scene-cut IDR would otherwise reset the count)."""
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-threads", THREADS,
-            "-i", proc.media_input(src), "-map", "0:v:0", "-an", "-sn", "-dn",
+            *proc.input_args(src), "-map", "0:v:0", "-an", "-sn", "-dn",
             "-vf", f"{select_vf(grid)},{short_side_vf(side)},format=yuv420p",
             "-frames:v", str(grid.count),
             "-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-threads", THREADS,
@@ -71,7 +71,7 @@ def shrink_argv(src: str, out: str, first: int, end: int, *, crf: int, keyint: i
     when one keyframe interval of it alone is over a request's byte limit; times start at 0
     and keep their spacing."""
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-threads", THREADS,
-            "-i", f"file:{src}", "-map", "0:v:0",
+            *proc.input_args(src), "-map", "0:v:0",
             "-vf", f"trim=start_frame={first}:end_frame={end},setpts=PTS-STARTPTS",
             "-fps_mode", "passthrough",
             "-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-threads", THREADS,
@@ -84,7 +84,7 @@ def images_argv(src: str, out: str, grid: Grid, *, side: int, quality: int) -> l
     """One pass: the frame at each instant as a JPEG (full-range, like a camera's), all in one
     MOV whose sample n is instant n's image: its sample table says where each one lies."""
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-threads", THREADS,
-            "-i", proc.media_input(src), "-map", "0:v:0", "-an", "-sn", "-dn",
+            *proc.input_args(src), "-map", "0:v:0", "-an", "-sn", "-dn",
             "-vf", f"{select_vf(grid)},{short_side_vf(side)}:out_range=full,format=yuvj420p",
             "-frames:v", str(grid.count), "-c:v", "mjpeg", "-q:v", str(quality),
             "-threads", THREADS, *BITEXACT, "-video_track_timescale", "1000",

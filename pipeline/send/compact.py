@@ -63,7 +63,7 @@ class CompactSending:
                                   crf=self.strategy.crf, keyint=self.keyint,
                                   per_chunk=self.per_chunk)
         path = made_once(argv, self._folder, "proxy.mp4", video=info.path,
-                         what="the compact proxy",
+                         what="the compact proxy", seconds=info.duration_ms / 1000,
                          doing=f"encoding the compact proxy ({self.grid.count} frames, "
                                f"{self.strategy.proxy_size} px, CRF {self.strategy.crf})")
         self._tables[str(path)] = sampled_table(path, self.grid.count, video=info.path,
@@ -135,7 +135,8 @@ class CompactSending:
                     mp4write.layout(self._table(path), a, b).size, crf)
         argv = sampler.shrink_argv(path, "OUT", a, b, crf=crf, keyint=max(1, (b - a) // 4))
         target = made_once(argv, Path(path).parent, f"{Path(path).stem}-{a}-{b}.mp4",
-                           video=self._name, what="a smaller compact chunk")
+                           video=self._name, what="a smaller compact chunk",
+                           seconds=(b - a) * self.strategy.sample_ms / 1000)
         if len(self._table(str(target)).sizes) != b - a:
             raise SegmentError(f"{target}: re-encoding lost frames")
         return self._cut(str(target), 0, b - a, a + offset, limits, depth=depth)

@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 
 
 def made_once(argv: list[str], folder: Path, name: str, *, video: str, what: str,
-              doing: str | None = None) -> Path:
+              seconds: float, doing: str | None = None) -> Path:
     """The file `argv` writes (its last item stands for the output), in `folder` as
     `NAME-DIGEST.EXT` with the digest of the command line; encoded only when not there yet
-    (`doing` logged then)."""
+    (`doing` logged then), within the deadline of a pass over `seconds` of media."""
     digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
     stem, ext = os.path.splitext(name)
     path = folder / f"{stem}-{digest}{ext}"
@@ -32,7 +32,8 @@ def made_once(argv: list[str], folder: Path, name: str, *, video: str, what: str
         with _encode_failures(video, what):
             folder.mkdir(parents=True, exist_ok=True)
             part = path.with_suffix(".part")
-            proc.run([*argv[:-1], f"file:{part}"])
+            proc.run([*argv[:-1], f"file:{part}"],
+                     timeout=proc.deadlines().deadline(media_seconds=seconds))
             os.replace(part, path)
     return path
 

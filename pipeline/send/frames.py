@@ -48,7 +48,7 @@ class FramesSending:
         argv = sampler.images_argv(info.path, "OUT", self.grid, side=self.strategy.image_size,
                                    quality=self.strategy.image_quality)
         path = made_once(argv, self._folder, "images.mov", video=info.path,
-                         what="the frames' JPEGs",
+                         what="the frames' JPEGs", seconds=info.duration_ms / 1000,
                          doing=f"writing {self.grid.count} sampled frames as JPEGs "
                                f"({self.strategy.image_size} px, q {self.strategy.image_quality})")
         return path, sampled_table(path, self.grid.count, video=info.path,
