@@ -66,7 +66,10 @@ class Runner:
         self.out = Path(out)
         self.stop: StopCheck = stop or StopFlag()
         self._own_backend = backend is None
-        interrupt = self.stop.abandoned if isinstance(self.stop, StopFlag) else None
+        interrupt = None
+        if isinstance(self.stop, StopFlag):  # abandoning: requests cancelled, children killed
+            interrupt = self.stop.abandoned
+            self.stop.on_abandon(proc.kill_all)
         self.backend = backend or make_backend(settings, interrupt=interrupt)
         self.progress = progress
         self.summary = summary  # False on Dask workers: the client writes summary.json
