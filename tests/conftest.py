@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,11 @@ from PIL import Image
 # `make mutation` (--hypothesis-profile=mutation): the same examples for every mutant, and no
 # example database carried from one mutant to the next, so a score is reproducible.
 settings.register_profile("mutation", derandomize=True, database=None)
+
+# The settle rule (a file modified in the last few seconds is watched before it is taken) has
+# its own tests, which set VIDEO_PIPELINE_SETTLE_SECONDS themselves (test_settle.py). Elsewhere
+# every file is whole before a run starts, and waiting to see it still would only cost time.
+os.environ.setdefault("VIDEO_PIPELINE_SETTLE_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,7 @@ def settled(path: str, settle_s: float, stop: StopCheck, *,
     """The file's state once it counts as settled; StillBeingWritten if it changes while it is
     watched (at most `settle_s` seconds)."""
     first = FileState.of(path)
-    if settle_s <= 0 or first.age(clock()) >= settle_s or containers.complete(path):
+    if settle_s <= 0 or first.age(clock()) >= settle_s or _needs_no_watch(path, first):
         return first
     while (left := settle_s - first.age(clock())) > 0:
         if stop.is_set():
@@ -57,6 +57,12 @@ def settled(path: str, settle_s: float, stop: StopCheck, *,
         if now != first:
             raise StillBeingWritten(path, _grew(first, now, settle_s))
     return first
+
+
+def _needs_no_watch(path: str, state: FileState) -> bool:
+    """Its container says it is whole, or it is refused whatever comes next (empty, or text:
+    probe says so at once rather than after the settle time)."""
+    return state.size == 0 or containers.complete(path) or containers.is_text(path)
 
 
 def unchanged(path: str, before: FileState, settle_s: float) -> None:
