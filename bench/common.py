@@ -32,7 +32,7 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 def five_minute_720p() -> Path:
     """5 min of 720p30 H.264 at ~3 Mbit/s with AAC audio, like the measured real footage
-    (shared/reference/measured-facts.md: 3.2 Mbit/s, a keyframe every ~1.8 s): its detail, and
+    (docs/chunking.md: 3.2 Mbit/s, a keyframe every ~1.8 s): its detail, and
     so its bit rate, swings every 20 s; keyframes at most 2 s apart, plus x264's scene cuts."""
     OUT.mkdir(exist_ok=True)
     path = OUT / "five-720p-g60.mp4"

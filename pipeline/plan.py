@@ -13,7 +13,7 @@ from pipeline.types import Limits, PacketScan, Plan, PlannedChunk
 @dataclass(frozen=True)
 class Overhead:
     """MP4 container bytes on top of the payload: measured 14.6-18.1 B per packet plus a fixed
-    part (shared/reference/measured-facts.md); both padded here, and every chunk is verified."""
+    part (docs/chunking.md); both padded here, and every chunk is verified."""
 
     fixed: int = 16 * 1024
     per_packet: int = 24

@@ -4,7 +4,7 @@ The work is a queue of stretches: a file (the source, a chunk that came out too 
 re-encode) placed on the source's clock. Each stretch is planned and cut in one pass by stream
 copy at planned keyframes (MP4 sources straight from their sample table; others through the
 segment muxer, by decode-order frame number: its time-based cuts are shifted by the codec delay,
-measured-facts.md). Each piece is verified, then kept, queued again with a tighter budget, or,
+docs/chunking.md). Each piece is verified, then kept, queued again with a tighter budget, or,
 when one keyframe interval alone cannot fit, re-encoded and queued as a new stretch.
 
 In memory (`run`), an MP4 source's stream-copied chunks are not written at all: each is the

@@ -279,8 +279,8 @@ RETRYABLE = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "10030", "11005", "21351", "213
 @pytest.mark.parametrize("fault", RETRYABLE)
 def test_every_retryable_answer_is_retried_and_then_answered(
         serve: Callable[..., Server], noisy_video: Path, fault: str) -> None:
-    """Each code DESIGN.md calls transient (gRPC or Clarifai, top-level or per output) fails
-    the first request only: the chunk is answered on the second, two requests in all."""
+    """Each code docs/clarifai-api.md lists as retried (gRPC or Clarifai, top-level or per
+    output) fails the first request only: the chunk is answered on the second, two requests."""
     server = serve(faults=(Fault.parse(fault),), fault_at=frozenset({1}))
     result = backend(server).predict(*whole(noisy_video), 1000)
     assert result.attempts == 2 and len(result.frames) == 10

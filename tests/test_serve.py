@@ -28,7 +28,7 @@ METADATA = (("authorization", f"Key {KEY}"),)
 REPO = Path(__file__).resolve().parents[1]
 NSFW_ID = "e9576d86d2004ed1a38ba0cf39ecb4b1"  # the seed page's id for Clarifai's NSFW model
 
-# The seed page's Python example "Via bytes" (shared/reference/clarifai-video-predict.md),
+# The seed page's Python example "Via bytes" (Clarifai's video predict page; docs/clarifai-api.md),
 # verbatim; only the {PLACEHOLDERS} are filled in, as a user would.
 SEED_EXAMPLE = '''
 # Insert here the initialization code as outlined on this page:

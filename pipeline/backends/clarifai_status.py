@@ -1,4 +1,4 @@
-"""Clarifai's status codes, and what each means for a request (DESIGN.md's code lists)."""
+"""Clarifai's status codes, and what each means for a request (docs/clarifai-api.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _S = status_code_pb2
 # A whole answer may be SUCCESS or MIXED_STATUS (several inputs); an output must be SUCCESS.
 SUCCESS = _S.SUCCESS
 SUCCESS_CODES = (_S.SUCCESS, _S.MIXED_STATUS)
-# DESIGN.md's lists: retry these; 98xxx (internal) is retried too.
+# Retried (docs/clarifai-api.md, status codes); 98xxx (internal) is retried too.
 TRANSIENT_CODES = frozenset({
     _S.TRY_AGAIN, _S.CONN_THROTTLED, _S.MODEL_DEPLOYING, _S.MODEL_QUEUED_FOR_DEPLOYMENT,
     _S.MODEL_BUSY_PLEASE_RETRY, _S.MODEL_LOADING, _S.RPC_REQUEST_QUEUE_FULL,
@@ -34,7 +34,7 @@ AUTH_GRPC = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSI
 
 
 def classify(code: int, message: str, model_id: str) -> BackendError:
-    """The error a Clarifai status code means for this chunk (DESIGN.md's code lists)."""
+    """The error a Clarifai status code means for this chunk (docs/clarifai-api.md)."""
     if code in TRANSIENT_CODES or 98000 <= code < 99000:
         return TransientBackendError(message, code=code, throttled=code == _S.CONN_THROTTLED)
     if code in OVER_LIMIT_CODES:

@@ -44,7 +44,7 @@ def reencode_argv(src: str, dst: str, limits: Limits, *, keep_audio: bool = Fals
     """H.264 with a keyframe every `gop` seconds and a bit-rate cap that fits 4+ GOPs a chunk.
 
     One encoder thread: libx264 with a rate cap (VBV) and frame threads gives different bytes
-    on every run (three encodes of one 10 s stretch, three outputs; measured-facts.md), and the
+    on every run (three encodes of one 10 s stretch, three outputs; docs/chunking.md), and the
     same input must give the same chunks, so that a resumed run equals an uninterrupted one."""
     gop = max(Fraction(1, 10), min(Fraction(2), limits.max_duration / 4))
     budget = limits.max_bytes - overhead

@@ -36,7 +36,7 @@ class Fault:
         return cls(grpc.StatusCode[code.upper()])
 
 
-# The retryable codes of DESIGN.md, each a fault a client must survive.
+# The codes a client must retry (docs/clarifai-api.md), each a fault it must survive.
 FAULTS: tuple[Fault, ...] = (
     Fault(grpc.StatusCode.UNAVAILABLE), Fault(codes.TRY_AGAIN), Fault(codes.CONN_THROTTLED),
     Fault(codes.MODEL_DEPLOYING), Fault(codes.MODEL_QUEUED_FOR_DEPLOYMENT),
