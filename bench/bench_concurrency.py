@@ -32,7 +32,7 @@ from pipeline import segment  # noqa: E402
 from pipeline.backends.clarifai import ClarifaiBackend  # noqa: E402
 from pipeline.probe import probe  # noqa: E402
 from pipeline.serve.server import ServeConfig, Server  # noqa: E402
-from pipeline.types import Chunk, Limits, Media  # noqa: E402
+from pipeline.types import Chunk, Limits, VideoFile  # noqa: E402
 
 KEY = "bench-key"
 GOP_SECONDS = 2
@@ -55,11 +55,11 @@ def predict_all(server: Server, chunks: list[Chunk], concurrency: int, rate: flo
     backend = ClarifaiBackend("nsfw", key=KEY, api_base=f"127.0.0.1:{server.port}",
                               insecure=True, rate_limit=rate)
     # warm-up: proves the key (see the module doc)
-    backend.predict(chunks[0], Media(path=chunks[0].path), sample_ms)
+    backend.predict(chunks[0], VideoFile(chunks[0].path), sample_ms)
     time.sleep(1.1)  # so the warm-up does not count in the rate limiter's window
     began = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(lambda c: backend.predict(c, Media(path=c.path), sample_ms),
+        results = list(pool.map(lambda c: backend.predict(c, VideoFile(c.path), sample_ms),
                                 chunks))
     wall = time.monotonic() - began
     backend.close()

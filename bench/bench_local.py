@@ -27,8 +27,8 @@ from pipeline.settings import Settings  # noqa: E402
 def end_to_end(src: str, workers: int) -> float:
     out = tempfile.mkdtemp()
     try:
-        _, seconds = timed(lambda: Runner(Settings(concurrency=workers, progress=False),
-                                          out).run([src]))
+        settings = Settings.from_options(concurrency=workers, progress=False)
+        _, seconds = timed(lambda: Runner(settings, out).run([src]))
     finally:
         shutil.rmtree(out)
     return seconds

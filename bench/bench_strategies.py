@@ -58,7 +58,7 @@ def exact_copy(video: Path, out: Path, sample_ms: int) -> dict[int, dict[str, fl
     from pipeline.settings import Settings
     subprocess.run(["rm", "-rf", str(out)], check=True)
     backend = LocalBackend("nsfw", decode_threads=1, exact_frames=True)
-    (outcome,) = Runner(Settings(sample_ms=sample_ms), str(out), backend=backend,
+    (outcome,) = Runner(Settings.from_options(sample_ms=sample_ms), str(out), backend=backend,
                         summary=False).run([str(video)])
     assert outcome.status == "done", outcome.error
     return values(timeline(out))

@@ -1,24 +1,26 @@
 """Answers checked: whether one chunk's answer could be what the chunk gives, before it is
 believed (placed on the source clock, saved, merged).
 
-An answer is plausible when it holds as many frames as the chunk's sampling grid (give or take
-one), every time inside the chunk, no time twice, and every value a finite number from 0 to 1.
-Every answer passes here (predict.predict_chunk), the local backend's too.
+An answer by instant (the local model's, an image batch's: frame n answers the chunk's n-th
+instant of the video's sampling grid) is plausible when it answers every instant of the chunk
+exactly once. An API's answer for a video (times in ms from the chunk's start) is plausible when
+it holds as many frames as the chunk's sampling grid (give or take one), every time inside the
+chunk, no time twice. Every value is a finite number from 0 to 1. Every answer passes here
+(predict.predict_chunk), the local backend's too.
 
-The tolerances are what real servers answer (`serve` over copy chunks of odd lengths and
-containers, compact and frames; the local backend), plus one convention:
-- frames: the grid of the chunk's length (an API's answer: Clarifai's middles of each interval
-  from the chunk's own start; a source-clock answer: the whole video's grid within the chunk),
-  one fewer to one more. Clarifai's older convention (times at each interval's start: 0, 1000,
-  ...) gives one more than the middles when the last interval is under half; a server that
-  measures a chunk's file a little shorter than the chunk (its last frame's length guessed by
-  the muxer) gives one fewer. A chunk cut just before a still can end in a frame its file says
-  lasts one frame but the video holds for seconds: the server samples the file, so the low
-  bound is the grid of the file's own length when that is shorter. Never fewer than one: any
-  video gives one sample.
-- times: from the chunk's start to its end plus one interval (exclusive), on the clock the
-  answer names: a chunk shorter than half an interval has its one sample past its end, and a
-  frame at or past the end belongs to the next chunk (merge drops it)."""
+The tolerances for an API's video answer are what real servers answer (`serve` over copy chunks
+of odd lengths and containers, and compact), plus one convention:
+- frames: the grid of the chunk's length (Clarifai's middles of each interval from the chunk's
+  own start), one fewer to one more. Clarifai's older convention (times at each interval's
+  start: 0, 1000, ...) gives one more than the middles when the last interval is under half;
+  a server that measures a chunk's file a little shorter than the chunk (its last frame's
+  length guessed by the muxer) gives one fewer. A chunk cut just before a still can end in a
+  frame its file says lasts one frame but the video holds for seconds: the server samples the
+  file, so the low bound is the grid of the file's own length when that is shorter. Never
+  fewer than one: any video gives one sample.
+- times: from the chunk's start to its end plus one interval (exclusive): a chunk shorter than
+  half an interval has its one sample past its end, and a frame at or past the end belongs to
+  the next chunk (merge drops it)."""
 
 from __future__ import annotations
 
@@ -50,18 +52,16 @@ def expected(chunk: Chunk, result: ChunkResult, sample_ms: int,
     """The bounds for `result`, an answer for `chunk`; `span` is the length the chunk's file
     states (None: the chunk's own)."""
     step = Fraction(sample_ms, 1000)
-    if result.clock == "source":
+    if result.clock == "instants":  # every instant of the chunk, each once: n in [0, count)
         frames = global_grid(chunk.start, chunk.end, sample_ms).count
-        low = high = frames
-        origin, length = chunk.start, chunk.duration
-    else:
-        lengths = (chunk.duration, chunk.duration if span is None else span)
-        frames = clarifai_grid(chunk.duration, sample_ms).count
-        low = clarifai_grid(min(lengths), sample_ms).count
-        high = clarifai_grid(max(lengths), sample_ms).count
-        origin, length = Fraction(0), max(lengths)
+        return Expected(frames, frames, frames, 0, frames)
+    assert result.clock == "chunk", "answers are checked before they are placed"
+    lengths = (chunk.duration, chunk.duration if span is None else span)
+    frames = clarifai_grid(chunk.duration, sample_ms).count
+    low = clarifai_grid(min(lengths), sample_ms).count
+    high = clarifai_grid(max(lengths), sample_ms).count
     least = max(min(1, frames), low - 1)
-    return Expected(frames, least, high + 1, to_ms(origin), to_ms(origin + length + step))
+    return Expected(frames, least, high + 1, 0, to_ms(max(lengths) + step))
 
 
 def check(chunk: Chunk, result: ChunkResult, sample_ms: int, *,
@@ -82,12 +82,15 @@ def problem(chunk: Chunk, result: ChunkResult, sample_ms: int,
         return (f"{_frames(len(times))} for a {float(chunk.duration):.1f} s chunk sampled "
                 f"every {sample_ms} ms (expected {bounds.frames})")
     outside = next((t for t in times if not bounds.first_ms <= t < bounds.end_ms), None)
+    if outside is not None and result.clock == "instants":
+        return f"instant {outside} of a chunk holding {bounds.frames}"
     if outside is not None:
-        return f"a frame at {outside} ms, outside the {_where(chunk, result)}"
+        return f"a frame at {outside} ms, outside the {float(chunk.duration):.1f} s chunk"
     repeated, count = Counter(times).most_common(1)[0] if times else (0, 1)
     if count > 1:
-        return (f"{_frames(len(times))} at {_times(len(set(times)))} ({repeated} ms given "
-                f"{count} times)")
+        what = f"instant {repeated}" if result.clock == "instants" else f"{repeated} ms"
+        return (f"{_frames(len(times))} at {_times(len(set(times)))} ({what} given {count} "
+                "times)")
     return _bad_value(result)
 
 
@@ -98,12 +101,6 @@ def _bad_value(result: ChunkResult) -> str | None:
                 return (f"concept {concept.name!r} at {frame.time_ms} ms is {concept.value!r}, "
                         "not a value from 0 to 1")
     return None
-
-
-def _where(chunk: Chunk, result: ChunkResult) -> str:
-    if result.clock == "source":
-        return f"chunk at {float(chunk.start):.1f}-{float(chunk.end):.1f} s of the video"
-    return f"{float(chunk.duration):.1f} s chunk"
 
 
 def _frames(n: int) -> str:

@@ -6,17 +6,26 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
-from pipeline.types import Chunk, ChunkResult, Frame
+from pipeline.sampling import global_grid
+from pipeline.types import Chunk, ChunkResult, Frame, to_ms
 
 log = logging.getLogger(__name__)
 
 
-def place(chunk: Chunk, result: ChunkResult) -> ChunkResult:
-    """`result` on the source clock: an API's chunk-local times offset by the chunk's measured
-    start (the one place this happens); a result already on the source clock as it is."""
+def place(chunk: Chunk, result: ChunkResult, sample_ms: int | None = None) -> ChunkResult:
+    """`result` on the source clock, the one place this happens: an API's chunk-local times
+    offset by the chunk's measured start; instant n (the local model's, an image batch's) at
+    the chunk's n-th instant of the video's sampling grid (`sample_ms`), exactly; a result
+    already on the source clock as it is."""
     if result.clock == "source":
         return result
-    frames = tuple(Frame(chunk.start_ms + f.time_ms, f.concepts) for f in result.frames)
+    if result.clock == "chunk":
+        frames = tuple(Frame(chunk.start_ms + f.time_ms, f.concepts) for f in result.frames)
+    else:
+        assert sample_ms is not None, "instants are placed on the sampling grid"
+        instants = global_grid(chunk.start, chunk.end, sample_ms).times()
+        frames = tuple(Frame(to_ms(chunk.start + instants[f.time_ms]), f.concepts)
+                       for f in result.frames)
     return dataclasses.replace(result, frames=frames, clock="source")
 
 

@@ -29,8 +29,9 @@ MAX_RESPLITS = 3
 
 # Cuts a chunk again under smaller limits; the pieces keep their times on the source clock.
 Recut = Callable[[Chunk, Limits], list[Chunk]]
-# Opens a chunk's media for one request (and lets it go after: a built chunk, a staged object).
-Opener = Callable[[Chunk], AbstractContextManager[Media]]
+# The media of a chunk, opened for one request (and let go after: a built chunk, a staged
+# object); a video's transport gives it (send.transport).
+MediaOf = Callable[[Chunk], AbstractContextManager[Media]]
 
 
 class Backend(Protocol):
@@ -47,11 +48,11 @@ class Backend(Protocol):
 
 
 def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits, recut: Recut,
-                  opener: Opener, *, depth: int = 0) -> ChunkResult:
+                  media_of: MediaOf, *, depth: int = 0) -> ChunkResult:
     """The chunk's frames on the source clock, re-splitting it if the API says it is too big."""
     try:
-        with opener(chunk) as media:
-            return place(chunk, _Asking(backend, chunk, media, sample_ms).answer())
+        with media_of(chunk) as media:
+            return place(chunk, _Asking(backend, chunk, media, sample_ms).answer(), sample_ms)
     except OverLimitError as exc:
         if depth >= MAX_RESPLITS:
             raise
@@ -60,7 +61,7 @@ def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits
                     "%d bytes", chunk.index, chunk.size_bytes, exc, smaller.max_bytes)
         pieces = recut(chunk, smaller)
         spent = exc.attempts
-    parts = {p.index: predict_chunk(backend, p, sample_ms, smaller, recut, opener,
+    parts = {p.index: predict_chunk(backend, p, sample_ms, smaller, recut, media_of,
                                     depth=depth + 1) for p in pieces}
     frames = merge(pieces, parts)
     attempts = spent + sum(r.attempts for r in parts.values())

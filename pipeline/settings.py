@@ -1,135 +1,50 @@
-"""Run settings: one keyword-only value, built by the command line from its flags and the
-environment (read there, once), or by a caller; the library reads nothing else."""
+"""Run settings: one value composed of small typed parts (as httpx composes a client from its
+Timeout and Limits), each checking its own values. The command line builds it from its flags
+and the environment (read there, once), a caller from keywords (`Settings.from_options`); the
+library reads nothing else.
+
+The parts: where and how requests go (`Api`), what one request may carry (`types.Limits`), how
+often frames are sampled, what requests carry (a `send.strategy.Strategy`, owning its own
+settings), where chunks are staged (`Staging`), how URL sources are downloaded (`Downloads`),
+how long a child process may take (`media.proc.Deadlines`), how the batch treats its inputs
+(`Batch`), and which outputs are written (`output.exports.Outputs`)."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
+from pipeline import validate
 from pipeline.errors import ConfigError
 from pipeline.media.proc import Deadlines
-from pipeline.output.exports import EXPORTS, Outputs
+from pipeline.output.exports import Outputs
 from pipeline.output.segments import Rules
-from pipeline.send.s3 import S3Name
-from pipeline.types import Limits, Mode
-
-BACKENDS = ("local", "clarifai")
-MODES = ("bytes", "url")
-STRATEGIES = ("copy", "compact", "frames")
+from pipeline.send import strategies
+from pipeline.send.copy import Copy
+from pipeline.send.strategy import Strategy, Travel
+from pipeline.types import BACKENDS, MODES, BackendName, Limits, Mode, S3Name
 
 
 @dataclass(frozen=True, kw_only=True)
-class Settings:
-    backend: str = "local"
+class Api:
+    """Which backend answers, and how requests reach it."""
+
+    backend: BackendName = "local"
     model: str = "nsfw"
-    mode: Mode = "bytes"
-    max_bytes: int | None = None
-    max_seconds: float | None = None
-    sample_ms: int = 1000
-    # What requests carry (pipeline/send/strategy.py): the chunks (copy), a proxy of the sampled
-    # frames (compact: its short side and x264 CRF, None = by sample_ms), or the sampled frames
-    # as JPEGs (frames: their short side, mjpeg quality, images a request).
-    strategy: str = "copy"
-    proxy_size: int = 320
-    proxy_crf: int | None = None
-    image_size: int = 320
-    image_quality: int = 4
-    images_per_request: int = 128
-    concurrency: int | None = None
-    rate_limit: float = 10.0
-    keep_audio: bool = False
-    api_base: str | None = None
+    api_base: str | None = None  # HOST:PORT of a Clarifai-compatible server
     insecure: bool = False
-    force: bool = False
-    progress: bool = True
-    dask: str | None = None
-    lock_wait: float = 0.0  # seconds to wait for a video another run is working on; 0: skip it
-    # URL mode: where chunks are staged (s3://bucket/prefix), the storage endpoint (None:
-    # boto3's own settings, AWS_ENDPOINT_URL included), and whether staged chunks are kept.
-    stage: str | None = None
-    s3_endpoint_url: str | None = None
-    keep_staged: bool = False
-    # Outputs: segment rules (None: a gap of one sample), exports, report.html.
-    min_confidence: float = 0.5
-    max_gap_ms: int | None = None
-    min_segment_ms: int = 0
-    export: tuple[str, ...] = EXPORTS
-    report: bool = False
     # Credentials and account (CLARIFAI_PAT, CLARIFAI_USER_ID, CLARIFAI_APP_ID); never shown.
     api_key: str | None = field(default=None, repr=False, compare=False)
     user_id: str = "clarifai"
     app_id: str = "main"
-    # URL inputs are streamed to a temporary file: at most this many bytes, this long idle.
-    download_max_bytes: int = 20_000_000_000
-    download_timeout: float = 30.0
-    # A local file is taken once unchanged this long (unless its container says it is whole):
-    # a recording still being written is deferred, never processed in part (batch.settle).
-    settle_seconds: float = 5.0
-    # ...and, overall, at most download_timeout plus its size at this many bytes a second.
-    download_min_rate: float = 50_000.0
-    # Every ffprobe/ffmpeg runs under a deadline (media.proc.Deadlines): a header read gets
-    # probe_timeout s; a pass over media that plus ffmpeg_time_factor s a second of media; a
-    # streamed decode is killed once its output stands still for ffmpeg_stall_timeout s.
-    probe_timeout: float = 60.0
-    ffmpeg_stall_timeout: float = 120.0
-    ffmpeg_time_factor: float = 10.0
+    rate_limit: float = 10.0  # request starts a second, retries included
+    concurrency: int | None = None  # chunks in flight; None: by backend (`workers`)
 
     def __post_init__(self) -> None:
-        _one_of("--backend", self.backend, BACKENDS)
-        _one_of("--mode", self.mode, MODES)
-        _at_least("--max-bytes", self.max_bytes, 100_000)
-        _at_least("--max-seconds", self.max_seconds, 1)
-        _at_least("--sample-ms", self.sample_ms, 100, at_most=60_000)
-        _one_of("--strategy", self.strategy, STRATEGIES)
-        _at_least("--proxy-size", self.proxy_size, 64, at_most=4096)
-        _at_least("--proxy-crf", self.proxy_crf, 0, at_most=51)
-        _at_least("--image-size", self.image_size, 64, at_most=4096)
-        _at_least("--image-quality", self.image_quality, 2, at_most=31)
-        _at_least("--images-per-request", self.images_per_request, 1, at_most=128)
-        _at_least("--concurrency", self.concurrency, 1)
-        _at_least("--lock-wait", self.lock_wait, 0)
-        _at_least("--rate-limit", self.rate_limit, 0, above=True)
-        _at_least("--min-confidence", self.min_confidence, 0, at_most=1)
-        _at_least("--max-gap-ms", self.max_gap_ms, 0)
-        _at_least("--min-segment-ms", self.min_segment_ms, 0)
-        unknown = sorted(set(self.export) - set(EXPORTS))
-        if unknown:
-            raise ConfigError(f"--export: unknown export {', '.join(unknown)}")
-        _at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.download_max_bytes, 1)
-        _at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.download_timeout, 0, above=True)
-        _at_least("--settle-seconds", self.settle_seconds, 0, at_most=3600)
-        _at_least("VIDEO_PIPELINE_DOWNLOAD_MIN_RATE", self.download_min_rate, 0, above=True)
-        _at_least("VIDEO_PIPELINE_PROBE_TIMEOUT", self.probe_timeout, 0, above=True)
-        _at_least("VIDEO_PIPELINE_FFMPEG_STALL_TIMEOUT", self.ffmpeg_stall_timeout, 0,
-                  above=True)
-        _at_least("VIDEO_PIPELINE_FFMPEG_TIME_FACTOR", self.ffmpeg_time_factor, 0, above=True)
-        if self.stage is not None:
-            S3Name.parse(self.stage)
-        if self.s3_endpoint_url is not None and not self.s3_endpoint_url.lower().startswith(
-                ("http://", "https://")):
-            raise ConfigError("--s3-endpoint-url takes an http(s) URL, not "
-                              f"{self.s3_endpoint_url!r}")
-
-    @property
-    def limits(self) -> Limits:
-        return Limits.for_mode(self.mode, self.max_bytes, self.max_seconds)
-
-    @property
-    def sends_urls(self) -> bool:
-        """Requests carry URLs the API fetches (URL mode, to an API; the local backend reads
-        chunks where they are, so for it URL mode only sets the limits; frames' images always
-        travel as bytes)."""
-        return self.mode == "url" and self.backend == "clarifai" and self.strategy != "frames"
-
-    @property
-    def outputs(self) -> Outputs:
-        rules = Rules(self.min_confidence, self.max_gap_ms, self.min_segment_ms)
-        return Outputs(rules, tuple(e for e in EXPORTS if e in self.export), self.report)
-
-    @property
-    def deadlines(self) -> Deadlines:
-        """The deadlines every ffprobe/ffmpeg of the run is held to."""
-        return Deadlines(self.probe_timeout, self.ffmpeg_stall_timeout, self.ffmpeg_time_factor)
+        validate.one_of("--backend", self.backend, BACKENDS)
+        validate.at_least("--concurrency", self.concurrency, 1)
+        validate.at_least("--rate-limit", self.rate_limit, 0, above=True)
 
     @property
     def workers(self) -> int:
@@ -139,20 +54,140 @@ class Settings:
         return 4 if self.backend == "clarifai" else 2
 
 
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        choices = " or ".join(allowed) if len(allowed) == 2 else "one of " + ", ".join(allowed)
-        raise ConfigError(f"{name} must be {choices}, not {value!r}")
+@dataclass(frozen=True, kw_only=True)
+class Staging:
+    """URL mode: where chunks are staged (s3://bucket/prefix), the storage endpoint (None:
+    boto3's own settings, AWS_ENDPOINT_URL included), and whether staged chunks are kept."""
+
+    place: S3Name | None = None
+    endpoint_url: str | None = None
+    keep: bool = False
+
+    def __post_init__(self) -> None:
+        if self.endpoint_url is not None and not self.endpoint_url.lower().startswith(
+                ("http://", "https://")):
+            raise ConfigError(f"--s3-endpoint-url takes an http(s) URL, not "
+                              f"{self.endpoint_url!r}")
 
 
-def _at_least(name: str, value: float | None, low: float, *, at_most: float | None = None,
-              above: bool = False) -> None:
-    """A finite number >= low (> low with `above`) and <= at_most; None means unset."""
-    if value is None:
-        return
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, not {value}")
-    if value < low or (above and value == low) or (at_most is not None and value > at_most):
-        span = f"between {low:g} and {at_most:g}" if at_most is not None else (
-            f"above {low:g}" if above else f"at least {low:g}")
-        raise ConfigError(f"{name} must be {span}, not {value:g}")
+@dataclass(frozen=True, kw_only=True)
+class Downloads:
+    """URL sources are streamed to a temporary file: at most `max_bytes`, no read waiting more
+    than `timeout` s, and in all at most `timeout` plus their size at `min_rate` bytes a
+    second."""
+
+    max_bytes: int = 20_000_000_000
+    timeout: float = 30.0
+    min_rate: float = 50_000.0
+
+    def __post_init__(self) -> None:
+        validate.at_least("VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES", self.max_bytes, 1)
+        validate.at_least("VIDEO_PIPELINE_DOWNLOAD_TIMEOUT", self.timeout, 0, above=True)
+        validate.at_least("VIDEO_PIPELINE_DOWNLOAD_MIN_RATE", self.min_rate, 0, above=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batch:
+    """How a run treats its inputs."""
+
+    force: bool = False  # redo videos and chunks already done
+    lock_wait: float = 0.0  # seconds to wait for a video another run is working on; 0: skip it
+    # A local file is taken once unchanged this long (unless its container says it is whole):
+    # a recording still being written is deferred, never processed in part (batch.settle).
+    settle_seconds: float = 5.0
+    dask: str | None = None  # a Dask scheduler's address, or local[:N]
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        validate.at_least("--lock-wait", self.lock_wait, 0)
+        validate.at_least("--settle-seconds", self.settle_seconds, 0, at_most=3600)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    api: Api = Api()
+    limits: Limits = Limits()
+    sample_ms: int = 1000
+    strategy: Strategy = Copy()
+    staging: Staging = Staging()
+    downloads: Downloads = Downloads()
+    deadlines: Deadlines = Deadlines()
+    batch: Batch = Batch()
+    outputs: Outputs = Outputs()
+
+    def __post_init__(self) -> None:
+        validate.at_least("--sample-ms", self.sample_ms, 100, at_most=60_000)
+
+    @property
+    def sends_urls(self) -> bool:
+        """Requests carry URLs the API fetches (URL mode, to an API; the local backend reads
+        chunks where they are, so for it URL mode only sets the limits; a strategy whose
+        requests always go as bytes keeps to them)."""
+        return (self.limits.mode == "url" and self.api.backend == "clarifai"
+                and self.strategy.travel is not Travel.BYTES)
+
+    @classmethod
+    def from_options(cls, **values: Any) -> Settings:
+        """Settings from the command line's option names, as keywords (`max_bytes=2_000_000`,
+        `strategy="compact"`, `proxy_size=256`, ...): what a caller or a scheduler's task
+        passes. An unknown name is a ConfigError."""
+        unknown = sorted(set(values) - OPTION_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown setting {', '.join(unknown)}")
+        strategies.every(values)  # each strategy's settings checked, the chosen one's or not
+        return cls(**{name: make(values) for name, make in _PARTS.items()})
+
+
+def _limits(v: Mapping[str, Any]) -> Limits:
+    mode = cast(Mode, v.get("mode", "bytes"))
+    validate.one_of("--mode", mode, MODES)
+    validate.at_least("--max-bytes", v.get("max_bytes"), 100_000)
+    validate.at_least("--max-seconds", v.get("max_seconds"), 1)
+    return Limits.for_mode(mode, v.get("max_bytes"), v.get("max_seconds"))
+
+
+def _staging(v: Mapping[str, Any]) -> Staging:
+    stage = v.get("stage")
+    return Staging(place=S3Name.parse(stage) if stage is not None else None,
+                   endpoint_url=v.get("s3_endpoint_url"), keep=v.get("keep_staged", False))
+
+
+def _outputs(v: Mapping[str, Any]) -> Outputs:
+    rules = Rules(v.get("min_confidence", 0.5), v.get("max_gap_ms"), v.get("min_segment_ms", 0))
+    return Outputs(rules, tuple(v.get("export", Outputs().exports)), v.get("report", False))
+
+
+def _part(cls: type[Any], **names: str) -> Any:
+    """A part made of the values named `names` (its field: the option's name)."""
+    def make(v: Mapping[str, Any]) -> Any:
+        return cls(**{f: v[o] for f, o in names.items() if o in v and v[o] is not None})
+    return make
+
+
+_PARTS: dict[str, Any] = {
+    "api": _part(Api, backend="backend", model="model", api_base="api_base",
+                 insecure="insecure", api_key="api_key", user_id="user_id", app_id="app_id",
+                 rate_limit="rate_limit", concurrency="concurrency"),
+    "limits": _limits,
+    "sample_ms": lambda v: 1000 if v.get("sample_ms") is None else v["sample_ms"],
+    "strategy": lambda v: strategies.named(v.get("strategy", strategies.DEFAULT), v),
+    "staging": _staging,
+    "downloads": _part(Downloads, max_bytes="download_max_bytes", timeout="download_timeout",
+                       min_rate="download_min_rate"),
+    "deadlines": _part(Deadlines, probe_timeout="probe_timeout",
+                       stall_timeout="ffmpeg_stall_timeout", time_factor="ffmpeg_time_factor"),
+    "batch": _part(Batch, force="force", lock_wait="lock_wait", settle_seconds="settle_seconds",
+                   dask="dask", progress="progress"),
+    "outputs": _outputs,
+}
+
+# Every option name `from_options` takes: the parts' own, the strategies' settings.
+OPTION_NAMES = frozenset({
+    "backend", "model", "api_base", "insecure", "api_key", "user_id", "app_id", "rate_limit",
+    "concurrency", "mode", "max_bytes", "max_seconds", "sample_ms", "strategy", "stage",
+    "s3_endpoint_url", "keep_staged", "download_max_bytes", "download_timeout",
+    "download_min_rate", "probe_timeout", "ffmpeg_stall_timeout", "ffmpeg_time_factor",
+    "force", "lock_wait", "settle_seconds", "dask", "progress", "min_confidence",
+    "max_gap_ms", "min_segment_ms", "export", "report",
+    *(f.name for cls in strategies.STRATEGIES.values() for f in cls.settings())})
+

@@ -7,11 +7,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 
+from pipeline.errors import ConfigError
+
+# The vocabulary, defined once: how requests carry a chunk, and which backend answers.
 Mode = Literal["bytes", "url"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+BackendName = Literal["local", "clarifai"]
+BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 
 # Seed page limits (decimal units): bytes 10 MB, URL 80 MB, both 10 minutes.
 DEFAULT_MAX_BYTES: dict[str, int] = {"bytes": 10_000_000, "url": 80_000_000}
@@ -270,34 +276,58 @@ class Chunk:
         return self.end - self.start
 
 
-@dataclass(frozen=True, repr=False)
-class Media:
-    """What one request carries for a chunk: a file where it lies, bytes built in memory, or a
-    URL that the API fetches itself. A URL comes with `label`, the name messages use for it
-    (s3://bucket/key, or the URL without its query string), and may come with `refresh`, which
-    stages it again if need be and returns a fresh URL (the API could not fetch the first)."""
+# -- what one request carries for a chunk: each payload its own type -----------------------
+@dataclass(frozen=True)
+class VideoFile:
+    """A chunk file, sent from where it lies (read whole: a chunk is at most a request's size)."""
 
-    path: str | None = None
-    data: bytes | None = None
-    url: str | None = None
-    label: str | None = None
-    refresh: Callable[[], str] | None = field(default=None, compare=False)
-
-    def __repr__(self) -> str:
-        held = f"{len(self.data)} bytes" if self.data is not None else None
-        return f"Media({self.path or held or self.label or 'url'})"  # never a URL's signature
+    path: str
 
     def read(self) -> bytes:
-        """The bytes to send (a file is read whole: chunks are at most a request's size)."""
-        if self.data is not None:
-            return self.data
-        if self.path is None:
-            raise ValueError("a URL has no bytes to send")
         with open(self.path, "rb") as fh:
             return fh.read()
 
-    # A frames batch (--strategy frames): its JPEG images in time order, sent as image inputs.
-    images: tuple[bytes, ...] | None = None
+
+@dataclass(frozen=True, repr=False)
+class VideoBytes:
+    """A chunk built in memory (an MP4 of the source's or the proxy's samples)."""
+
+    data: bytes
+
+    def read(self) -> bytes:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"VideoBytes({len(self.data)} bytes)"
+
+
+@dataclass(frozen=True, repr=False)
+class VideoUrl:
+    """A URL the API fetches itself. `label` is the name messages use (s3://bucket/key, or the
+    URL without its query string); `refresh`, if given, stages the chunk again if need be and
+    returns a fresh URL (the API could not fetch the first)."""
+
+    url: str
+    label: str
+    refresh: Callable[[], str] | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        return f"VideoUrl({self.label})"  # never a URL's signature
+
+
+@dataclass(frozen=True, repr=False)
+class ImageBatch:
+    """A frames batch: its JPEG images in time order (image n is the chunk's instant n), sent
+    as image inputs."""
+
+    images: tuple[bytes, ...]
+
+    def __repr__(self) -> str:
+        return f"ImageBatch({len(self.images)} images)"
+
+
+Media = VideoFile | VideoBytes | VideoUrl | ImageBatch
+LocalVideo = VideoFile | VideoBytes  # what can be uploaded, or decoded here
 
 
 class Concept(NamedTuple):
@@ -318,8 +348,10 @@ class Frame:
 
 
 # Which clock a result's frame times are on: "chunk" (ms from the chunk's first frame, as an API
-# answers) or "source" (ms from the source's first frame, as the timeline holds them).
-Clock = Literal["chunk", "source"]
+# answers for a video), "instants" (n: the chunk's n-th instant of the video's sampling grid, as
+# the local model and an image batch answer) or "source" (ms from the source's first frame, as
+# the timeline holds them). merge.place is the one place any of them becomes "source".
+Clock = Literal["chunk", "instants", "source"]
 
 
 @dataclass(frozen=True)
@@ -336,3 +368,27 @@ class ChunkResult:
     frames: tuple[Frame, ...]
     attempts: int = 1
     clock: Clock = "chunk"
+
+
+@dataclass(frozen=True)
+class S3Name:
+    """s3://bucket/key; for a staging place the key is a prefix (maybe empty)."""
+
+    bucket: str
+    key: str = ""
+
+    @classmethod
+    def parse(cls, text: str, what: str = "--stage") -> S3Name:
+        if not text.lower().startswith("s3://"):
+            raise ConfigError(f"{what} takes s3://BUCKET/PREFIX, not {text!r}")
+        bucket, _, key = text[5:].partition("/")
+        if not bucket or "@" in bucket or ":" in bucket:
+            raise ConfigError(f"{what} takes s3://BUCKET/PREFIX, not {text!r}")
+        return cls(bucket, key)
+
+    def child(self, *parts: str) -> S3Name:
+        return S3Name(self.bucket, "/".join(p.strip("/") for p in (self.key, *parts)
+                                             if p.strip("/")))
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"

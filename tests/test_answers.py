@@ -276,9 +276,8 @@ def test_the_answers_real_servers_give_are_taken() -> None:
     answers.check(twenty, result(*range(500, 20_000, 1000)), 1000)
     answers.check(chunk("0", "41/2"), result(*range(0, 20_500, 1000)), 1000)  # 21 starts
     answers.check(chunk("10", "10133/1000", packets=None), result(500), 1000)
-    answers.check(chunk("3", "3.2"), result(clock="source"), 1000)
-    answers.check(chunk("10", "14"), result(10_500, 11_500, 12_500, 13_500, clock="source"),
-                  1000)
+    answers.check(chunk("3", "3.2"), result(clock="instants"), 1000)
+    answers.check(chunk("10", "14"), result(0, 1, 2, 3, clock="instants"), 1000)
     short = chunk("0", "11/5", packets=None)  # its file says 2.133 s: one frame fewer
     answers.check(short, result(*range(167, 2_000, 333)), 333, span=Fraction(2133, 1000))
 
@@ -310,13 +309,17 @@ def test_an_answer_the_chunk_cannot_give_is_refused_naming_the_problem(
     assert str(refused.value).startswith(f"chunk 3: implausible answer: {problem}")
 
 
-def test_source_clock_times_are_checked_against_the_chunks_place_in_the_source() -> None:
-    """A local answer for the chunk [60, 64) s must lie there: times of another chunk are
-    refused."""
+def test_an_answer_by_instant_must_answer_each_of_the_chunks_instants_once() -> None:
+    """A local answer (or an image batch's) for the chunk [60, 64) s answers its four instants,
+    each once: one missing, one past the fourth, or one given twice is refused."""
     placed = chunk("60", "64")
-    answers.check(placed, result(60_500, 61_500, 62_500, 63_500, clock="source"), 1000)
-    with pytest.raises(ImplausibleAnswerError, match="a frame at 500 ms, outside"):
-        answers.check(placed, result(500, 1500, 2500, 3500, clock="source"), 1000)
+    answers.check(placed, result(0, 1, 2, 3, clock="instants"), 1000)
+    with pytest.raises(ImplausibleAnswerError, match="3 frames for a 4.0 s chunk"):
+        answers.check(placed, result(0, 1, 2, clock="instants"), 1000)
+    with pytest.raises(ImplausibleAnswerError, match="instant 4 of a chunk holding 4"):
+        answers.check(placed, result(0, 1, 2, 4, clock="instants"), 1000)
+    with pytest.raises(ImplausibleAnswerError, match=r"\(instant 2 given 2 times\)"):
+        answers.check(placed, result(0, 1, 2, 2, clock="instants"), 1000)
 
 
 # -- timeline.json never holds a number JSON cannot read ------------------------------------

@@ -25,7 +25,7 @@ from pipeline.errors import AuthError, OverLimitError, RejectedInputError, Trans
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Fault, Server
 from pipeline.settings import Settings
-from pipeline.types import Chunk, Media
+from pipeline.types import Chunk, Media, VideoFile
 
 KEY = "test-key-4f1d9a7c"
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def requests(server: Server) -> list[dict[str, Any]]:
 def run(video: Path, out: Path, client: ClarifaiBackend, **options: Any) -> dict[str, Any]:
     """One Runner run with the clarifai backend; returns the video's timeline.json."""
     options.setdefault("max_bytes", 200_000)
-    settings = Settings(backend="clarifai", sample_ms=500, insecure=True, **options)
+    settings = Settings.from_options(backend="clarifai", sample_ms=500, insecure=True, **options)
     (outcome,) = Runner(settings, str(out), backend=client).run([str(video)])
     assert outcome.status == "done", outcome.error
     return json.loads((out / str(outcome.id) / "timeline.json").read_text())
@@ -67,7 +67,7 @@ def run(video: Path, out: Path, client: ClarifaiBackend, **options: Any) -> dict
 def whole(video: Path) -> tuple[Chunk, Media]:
     """The whole video as one chunk, and its media."""
     chunk = Chunk(0, str(video), Fraction(0), Fraction(10), video.stat().st_size, 100)
-    return chunk, Media(path=chunk.path)
+    return chunk, VideoFile(chunk.path)
 
 
 def times(timeline: dict[str, Any]) -> list[int]:
@@ -215,7 +215,7 @@ def test_bad_input_fails_with_clarifais_description(serve: Callable[..., Server]
     junk.write_text("this is not a video\n" * 100)
     chunk = Chunk(0, str(junk), Fraction(0), Fraction(1), junk.stat().st_size, 1)
     with pytest.raises(RejectedInputError, match="INPUT_VIDEO_UNSUPPORTED_FORMAT.*not a readable"):
-        backend(server).predict(chunk, Media(path=chunk.path), 1000)
+        backend(server).predict(chunk, VideoFile(chunk.path), 1000)
     assert len(requests(server)) == 1
 
 

@@ -70,7 +70,9 @@ def test_out_on_a_read_only_file_system_is_exit_2(small_video: Path, tmp_path: P
 
 def resolved(argv: list[str], environ: dict[str, str]) -> dict[str, object]:
     args = build_parser().parse_args(["run", "x.mp4", "--out", "o", *argv])
-    return vars(options.settings(args, environ, run=True))
+    got = options.settings(args, environ, run=True)
+    return {"insecure": got.api.insecure, "force": got.batch.force,
+            "keep_audio": got.strategy.keeps_audio, "sample_ms": got.sample_ms}
 
 
 @pytest.mark.parametrize("value,expected", [("0", False), ("false", False), ("No", False),

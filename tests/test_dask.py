@@ -3,7 +3,9 @@ give the local run's files, byte for byte."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -11,10 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from batch_support import (
     MAX_BYTES,
+    REPO,
     cli,
     make_video,
     result_files,
@@ -57,23 +61,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """`dask scheduler` and one `dask worker` (2 threads) as separate processes on 127.0.0.1."""
+@contextlib.contextmanager
+def _processes(worker_env: dict[str, str] | None = None) -> Iterator[str]:
+    """`dask scheduler` and one `dask worker` (2 threads) as separate processes on 127.0.0.1,
+    running this checkout's code; the worker's environment gets `worker_env`."""
     address = f"tcp://127.0.0.1:{_free_port()}"
     port = address.rsplit(":", 1)[1]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", port,
-                                  "--no-dashboard"], **quiet)  # type: ignore[call-overload]
+                                  "--no-dashboard"], env=env, **quiet)
     worker = subprocess.Popen([DASK, "worker", address, "--nworkers", "1", "--nthreads", "2",
                                "--host", "127.0.0.1", "--no-dashboard"],
-                              **quiet)  # type: ignore[call-overload]
+                              env={**env, **(worker_env or {})}, **quiet)
     try:
         _wait_for_worker(address)
         yield address
     finally:
         stop_process(worker, 15)
         stop_process(scheduler, 15)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    with _processes() as address:
+        yield address
 
 
 def _wait_for_worker(address: str, timeout: float = 60) -> None:
@@ -113,6 +125,33 @@ def test_scheduler_and_worker_processes_run_equals_the_local_run(
     assert again.returncode == 0, again.stderr
     assert summary(out)["counts"] == {"done": 0, "skipped": 2, "failed": 0}
     assert summary(out)["requests"] == 0
+
+
+def test_a_client_without_the_key_drives_workers_that_have_it(
+        tmp_path: Path, videos: Path, serve: Callable[..., Server]) -> None:
+    """The client has no CLARIFAI_PAT (it makes no backend: the run key comes from the
+    settings); the worker reads its own and every chunk reaches the API; a rerun by the same
+    key-less client skips both videos without a request."""
+    server = serve(api_key=KEY)
+    client_env = {k: v for k, v in os.environ.items() if k != "CLARIFAI_PAT"}
+    args = ["run", str(videos), "--out", str(tmp_path / "out"), "--max-bytes", MAX_BYTES,
+            "--no-progress", "--backend", "clarifai", "--api-base", f"127.0.0.1:{server.port}",
+            "--insecure"]
+    with _processes({"CLARIFAI_PAT": KEY}) as address:
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args, "--dask", address],
+                              cwd=REPO, env=client_env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert summary(tmp_path / "out")["counts"] == {"done": 2, "skipped": 0, "failed": 0}
+        sent = [json.loads(line) for line in Path(server.config.request_log or "").read_text()
+                .splitlines()]
+        assert sent and all(r["status"] == 10000 for r in sent)
+        again = subprocess.run([sys.executable, "-m", "pipeline", *args, "--dask", address],
+                               cwd=REPO, env=client_env, capture_output=True, text=True,
+                               timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert summary(tmp_path / "out")["counts"] == {"done": 0, "skipped": 2, "failed": 0}
+    assert summary(tmp_path / "out")["requests"] == 0
 
 
 def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, videos: Path) -> None:

@@ -200,9 +200,9 @@ def test_the_minimum_rate_is_read_from_the_environment_and_checked() -> None:
     """VIDEO_PIPELINE_DOWNLOAD_MIN_RATE (bytes a second, default 50000) has no flag; zero or a
     word is refused, naming the variable."""
     args = build_parser().parse_args(["run", "x.mp4", "--out", "o"])
-    assert options.settings(args, {}, run=True).download_min_rate == 50_000
+    assert options.settings(args, {}, run=True).downloads.min_rate == 50_000
     got = options.settings(args, {"VIDEO_PIPELINE_DOWNLOAD_MIN_RATE": "20000"}, run=True)
-    assert got.download_min_rate == 20_000
+    assert got.downloads.min_rate == 20_000
     for bad in ("0", "abc"):
         with pytest.raises(ConfigError, match="VIDEO_PIPELINE_DOWNLOAD_MIN_RATE"):
             options.settings(args, {"VIDEO_PIPELINE_DOWNLOAD_MIN_RATE": bad}, run=True)

@@ -14,7 +14,17 @@ from pipeline.errors import OverLimitError
 from pipeline.merge import merge, place
 from pipeline.predict import MAX_RESPLITS, halved, predict_chunk
 from pipeline.sampling import clarifai_grid
-from pipeline.types import Chunk, ChunkResult, Concept, Frame, Limits, Media, ModelInfo, to_ms
+from pipeline.types import (
+    Chunk,
+    ChunkResult,
+    Concept,
+    Frame,
+    Limits,
+    Media,
+    ModelInfo,
+    VideoFile,
+    to_ms,
+)
 
 SFW = (Concept("ai_RT20lm2Q", "sfw", 0.9),)
 
@@ -117,7 +127,7 @@ class SizeLimitedAPI:
         self.sent: list[tuple[str, str | None]] = []
 
     def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
-        self.sent.append((chunk.path, media.path))
+        self.sent.append((chunk.path, media.path if isinstance(media, VideoFile) else None))
         if chunk.size_bytes > self.max_bytes:
             error = OverLimitError(f"{chunk.path}: too large", code=10000)
             error.attempts = self.refusal_attempts
@@ -153,7 +163,7 @@ class Opened:
     @contextlib.contextmanager
     def __call__(self, piece: Chunk) -> Iterator[Media]:
         self.log.append(f"open {piece.path}")
-        yield Media(path=piece.path)
+        yield VideoFile(piece.path)
         self.log.append(f"close {piece.path}")
 
 

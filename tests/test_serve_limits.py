@@ -303,7 +303,8 @@ def test_the_clarifai_client_resplits_what_the_byte_limit_refuses(
     server = serve(max_request_bytes=300_000)
     client = ClarifaiBackend("nsfw", key=KEY, api_base=f"127.0.0.1:{server.port}",
                              insecure=True, sleep=lambda s: None)
-    settings = Settings(backend="clarifai", sample_ms=500, insecure=True, max_bytes=400_000)
+    settings = Settings.from_options(backend="clarifai", sample_ms=500, insecure=True,
+                                     max_bytes=400_000)
     (outcome,) = Runner(settings, str(tmp_path), backend=client).run([str(noisy_video)])
     assert outcome.status == "done", outcome.error
     chunks = json.loads((tmp_path / str(outcome.id) / "timeline.json").read_text())["chunks"]

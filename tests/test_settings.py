@@ -87,7 +87,8 @@ def test_with_nothing_set_a_run_gets_the_documented_defaults() -> None:
     """No flag and no variable: exactly Settings()'s defaults, progress on, no key."""
     got = run_settings()
     assert got == Settings()
-    assert (got.progress, got.api_key, got.user_id, got.app_id) == (True, None, "clarifai", "main")
+    assert (got.batch.progress, got.api.api_key, got.api.user_id, got.api.app_id) == (
+        True, None, "clarifai", "main")
 
 
 def test_a_flag_wins_over_its_variable_which_wins_over_the_default() -> None:
@@ -95,18 +96,19 @@ def test_a_flag_wins_over_its_variable_which_wins_over_the_default() -> None:
     env = {"VIDEO_PIPELINE_SAMPLE_MS": "2000", "VIDEO_PIPELINE_RATE_LIMIT": "2.5",
            "VIDEO_PIPELINE_EXPORT": "vtt", "VIDEO_PIPELINE_MODE": "url"}
     got = run_settings("--sample-ms", "500", "--mode", "bytes", **env)
-    assert (got.sample_ms, got.rate_limit, got.export, got.mode) == (500, 2.5, ("vtt",), "bytes")
+    assert (got.sample_ms, got.api.rate_limit, got.outputs.exports, got.limits.mode) == (
+        500, 2.5, ("vtt",), "bytes")
 
 
 def test_switches_are_on_when_given_and_read_yes_no_from_their_variables() -> None:
     """--force is on whatever VIDEO_PIPELINE_FORCE says; the variable alone is read as yes/no;
     --no-progress and VIDEO_PIPELINE_NO_PROGRESS=1 turn the progress bar off."""
-    assert run_settings("--force", VIDEO_PIPELINE_FORCE="0").force is True
-    assert run_settings(VIDEO_PIPELINE_FORCE="no").force is False
-    assert run_settings(VIDEO_PIPELINE_KEEP_AUDIO="on").keep_audio is True
-    assert run_settings("--no-progress").progress is False
-    assert run_settings(VIDEO_PIPELINE_NO_PROGRESS="1").progress is False
-    assert run_settings(VIDEO_PIPELINE_NO_PROGRESS="0").progress is True
+    assert run_settings("--force", VIDEO_PIPELINE_FORCE="0").batch.force is True
+    assert run_settings(VIDEO_PIPELINE_FORCE="no").batch.force is False
+    assert run_settings(VIDEO_PIPELINE_KEEP_AUDIO="on").strategy.keeps_audio is True
+    assert run_settings("--no-progress").batch.progress is False
+    assert run_settings(VIDEO_PIPELINE_NO_PROGRESS="1").batch.progress is False
+    assert run_settings(VIDEO_PIPELINE_NO_PROGRESS="0").batch.progress is True
 
 
 def test_a_bad_value_names_the_flag_or_the_variable_it_came_from() -> None:
@@ -136,22 +138,23 @@ def test_credentials_and_download_settings_come_from_the_environment() -> None:
     got = run_settings(CLARIFAI_PAT="  key  ", CLARIFAI_USER_ID="me", CLARIFAI_APP_ID="app",
                        VIDEO_PIPELINE_DOWNLOAD_MAX_BYTES="5000",
                        VIDEO_PIPELINE_DOWNLOAD_TIMEOUT="2.5")
-    assert (got.api_key, got.user_id, got.app_id) == ("key", "me", "app")
-    assert (got.download_max_bytes, got.download_timeout) == (5000, 2.5)
+    assert (got.api.api_key, got.api.user_id, got.api.app_id) == ("key", "me", "app")
+    assert (got.downloads.max_bytes, got.downloads.timeout) == (5000, 2.5)
     blank = run_settings(CLARIFAI_PAT="  ", CLARIFAI_USER_ID="", CLARIFAI_APP_ID="")
-    assert (blank.api_key, blank.user_id, blank.app_id) == (None, "clarifai", "main")
+    assert (blank.api.api_key, blank.api.user_id, blank.api.app_id) == (None, "clarifai", "main")
 
 
-def test_plan_reads_only_the_limits_and_report_only_the_segment_rules() -> None:
-    """`plan` takes the limit options (a broken run variable does not matter to it); `report`
-    takes the segment rules, validated like a run's."""
-    args = build_parser().parse_args(["plan", "x.mp4", "--max-bytes", "2000000", "--keep-audio"])
+def test_split_reads_only_the_limits_and_report_only_the_segment_rules() -> None:
+    """`split` takes the limit options and the copy strategy's (a broken run variable does not
+    matter to it); `report` takes the segment rules, validated like a run's."""
+    args = build_parser().parse_args(["split", "x.mp4", "--out", "o", "--max-bytes", "2000000",
+                                      "--keep-audio"])
     env = {"VIDEO_PIPELINE_SAMPLE_MS": "abc", "VIDEO_PIPELINE_MAX_SECONDS": "90"}
-    assert options.settings(args, env, run=False) == Settings(max_bytes=2_000_000,
-                                                               max_seconds=90.0, keep_audio=True)
+    assert options.settings(args, env, run=False, split=True) == Settings.from_options(
+        max_bytes=2_000_000, max_seconds=90.0, keep_audio=True)
     args = build_parser().parse_args(["report", "d", "--min-confidence", "0.8"])
     got = options.segment_settings(args, {"VIDEO_PIPELINE_MAX_GAP_MS": "2500"})
-    assert got == Settings(min_confidence=0.8, max_gap_ms=2500)
+    assert got == Settings.from_options(min_confidence=0.8, max_gap_ms=2500)
     with pytest.raises(ConfigError, match="--min-confidence"):
         options.segment_settings(build_parser().parse_args(
             ["report", "d", "--min-confidence", "2"]), {})
@@ -207,52 +210,57 @@ def test_a_setting_out_of_its_range_is_one_sentence_naming_it(kwargs: dict[str, 
                                                                message: str) -> None:
     """Each bound is checked once, in Settings, with one message naming the option."""
     with pytest.raises(ConfigError) as caught:
-        Settings(**kwargs)
+        Settings.from_options(**kwargs)
     assert str(caught.value) == message
 
 
 def test_every_bound_itself_is_allowed() -> None:
     """The edges of every range are inside it."""
-    Settings(max_bytes=100_000, max_seconds=1, sample_ms=100, concurrency=1, lock_wait=0,
-             rate_limit=0.01, min_confidence=0, max_gap_ms=0, min_segment_ms=0, export=(),
-             download_max_bytes=1, download_timeout=0.001, stage="s3://b/p",
-             s3_endpoint_url="HTTPS://minio.local")
-    Settings(sample_ms=60_000, min_confidence=1, s3_endpoint_url="http://127.0.0.1:9000")
+    Settings.from_options(
+        max_bytes=100_000, max_seconds=1, sample_ms=100, concurrency=1, lock_wait=0,
+        rate_limit=0.01, min_confidence=0, max_gap_ms=0, min_segment_ms=0, export=(),
+        download_max_bytes=1, download_timeout=0.001, stage="s3://b/p",
+        s3_endpoint_url="HTTPS://minio.local")
+    Settings.from_options(sample_ms=60_000, min_confidence=1,
+                          s3_endpoint_url="http://127.0.0.1:9000")
     for name in ("copy", "compact", "frames"):
-        Settings(strategy=name)
-    Settings(proxy_size=64, proxy_crf=0, image_size=64, image_quality=2, images_per_request=1)
-    Settings(proxy_size=4096, proxy_crf=51, image_size=4096, image_quality=31,
-             images_per_request=128)
+        Settings.from_options(strategy=name)
+    Settings.from_options(proxy_size=64, proxy_crf=0, image_size=64, image_quality=2,
+                          images_per_request=1)
+    Settings.from_options(proxy_size=4096, proxy_crf=51, image_size=4096, image_quality=31,
+                          images_per_request=128)
 
 
 def test_limits_follow_the_mode_unless_given() -> None:
     """URL mode is 80 MB, bytes mode 10 MB, both 600 s; given values win (seconds to ms)."""
     assert Settings().limits == Limits("bytes", 10_000_000, 600_000)
-    assert Settings(mode="url", max_seconds=90.5).limits == Limits("url", 80_000_000, 90_500)
-    assert Settings(max_bytes=2_000_000).limits == Limits("bytes", 2_000_000, 600_000)
+    assert Settings.from_options(mode="url", max_seconds=90.5).limits == Limits(
+        "url", 80_000_000, 90_500)
+    assert Settings.from_options(max_bytes=2_000_000).limits == Limits(
+        "bytes", 2_000_000, 600_000)
 
 
 def test_only_url_mode_to_clarifai_sends_urls() -> None:
     """The local backend reads chunks where they are, whatever the mode."""
-    assert [Settings(backend=b, mode=m).sends_urls for b in ("local", "clarifai")
+    assert [Settings.from_options(backend=b, mode=m).sends_urls for b in ("local", "clarifai")
             for m in ("bytes", "url")] == [False, False, False, True]
-    assert [Settings(backend="clarifai", mode="url", strategy=name).sends_urls
+    assert [Settings.from_options(backend="clarifai", mode="url", strategy=name).sends_urls
             for name in ("copy", "compact", "frames")] == [True, True, False]
 
 
 def test_outputs_carry_the_segment_rules_and_the_exports_in_their_order() -> None:
     """The rules, the chosen exports in csv, jsonl, vtt order, and the report switch."""
-    got = Settings(min_confidence=0.7, max_gap_ms=3000, min_segment_ms=500,
+    got = Settings.from_options(min_confidence=0.7, max_gap_ms=3000, min_segment_ms=500,
                    export=("vtt", "csv"), report=True).outputs
     assert got == Outputs(Rules(0.7, 3000, 500), ("csv", "vtt"), True)
 
 
 def test_chunks_in_flight_default_by_backend() -> None:
     """4 requests for clarifai, 2 decoders for local, unless --concurrency says otherwise."""
-    assert [Settings(backend="clarifai").workers, Settings().workers,
-            Settings(concurrency=7).workers] == [4, 2, 7]
+    assert [Settings.from_options(backend="clarifai").api.workers, Settings().api.workers,
+            Settings.from_options(concurrency=7).api.workers] == [4, 2, 7]
 
 
 def test_the_api_key_is_never_shown() -> None:
     """repr(settings) leaves the key out."""
-    assert "secret" not in repr(Settings(api_key="secret"))
+    assert "secret" not in repr(Settings.from_options(api_key="secret"))

@@ -21,12 +21,11 @@ from clarifai_grpc.grpc.api.status import status_code_pb2
 
 from pipeline.batch.runner import Runner
 from pipeline.probe import probe
-from pipeline.send.prepare import prepare
-from pipeline.send.strategy import Strategy
+from pipeline.send import strategies
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import ServeConfig, Server
 from pipeline.settings import Settings
-from pipeline.types import Limits
+from pipeline.types import ImageBatch, Limits, VideoBytes
 
 KEY = "strategies-key-7d1e"
 SECONDS = 32  # 32 instants at 1000 ms
@@ -71,7 +70,7 @@ def _run(video: Path, out: Path, server: Server | None = None, **options: Any) -
         "backend": "clarifai", "api_base": f"127.0.0.1:{server.port}", "insecure": True,
         "api_key": KEY}
     began = time.time()
-    (outcome,) = Runner(Settings(**clarifai, **options), str(out)).run([str(video)])
+    (outcome,) = Runner(Settings.from_options(**clarifai, **options), str(out)).run([str(video)])
     sent = _requests(server, began) if server is not None else []
     if outcome.status != "done":
         return outcome, None, None, sent
@@ -155,8 +154,8 @@ def test_the_proxy_and_the_images_are_the_same_bytes_each_time(motion: Path,
     digests = []
     for attempt in ("a", "b"):
         for name in ("compact", "frames"):
-            sending = prepare(Strategy(name=name), info, Limits(max_duration_ms=8000),
-                              tmp_path / attempt)
+            sending = strategies.named(name).prepare(info, Limits(max_duration_ms=8000),
+                                                     tmp_path / attempt, 1000)
             chunks = sending.chunks()
             digests.append((name, hashlib.sha256(Path(sending.source).read_bytes()).hexdigest(),
                             [(c.start, c.end, c.size_bytes) for c in chunks]))
@@ -168,7 +167,8 @@ def test_a_compact_chunk_over_the_byte_limit_is_encoded_again_smaller(
     """Under a byte limit smaller than one keyframe interval of the proxy, those frames are
     encoded again at a higher CRF; every chunk fits, all instants are kept, on the grid."""
     info = probe(str(motion))
-    sending = prepare(Strategy(name="compact"), info, Limits(max_bytes=25_000), tmp_path)
+    sending = strategies.named("compact").prepare(info, Limits(max_bytes=25_000), tmp_path,
+                                                  1000)
     chunks = sending.chunks()
     assert any(c.reencoded for c in chunks) and all(c.size_bytes <= 25_000 for c in chunks)
     assert sum(c.frames for c in chunks) == SECONDS
@@ -176,7 +176,7 @@ def test_a_compact_chunk_over_the_byte_limit_is_encoded_again_smaller(
                                             for i in range(len(chunks))]
     for chunk in chunks:
         with sending.open(chunk) as sent:
-            assert sent.data is not None and len(sent.data) == chunk.size_bytes
+            assert isinstance(sent, VideoBytes) and len(sent.data) == chunk.size_bytes
 
 
 def test_an_image_only_model_takes_frames_and_refuses_video(
@@ -199,9 +199,9 @@ def test_serve_answers_a_batch_of_images_in_order(server: Server, motion: Path,
                                                   tmp_path: Path) -> None:
     """One output per image input, in order, ids echoed, each the value the image gets alone;
     a bad image fails alone (MIXED_STATUS)."""
-    sending = prepare(Strategy(name="frames"), probe(str(motion)), Limits(), tmp_path)
+    sending = strategies.named("frames").prepare(probe(str(motion)), Limits(), tmp_path, 1000)
     with sending.open(sending.chunks()[0]) as batch:
-        assert batch.images is not None
+        assert isinstance(batch, ImageBatch)
         images = [*batch.images[:5], b"not an image"]
     channel = ClarifaiChannel.get_insecure_grpc_channel(base="127.0.0.1", port=server.port)
     v2 = service_pb2_grpc.V2Stub(channel)

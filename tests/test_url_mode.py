@@ -224,7 +224,7 @@ def test_an_expired_url_is_staged_again_and_retried(
     the API fetches it (INPUT_VIDEO_DOWNLOAD_FAILED); it is staged again with a fresh URL and
     the retry succeeds; the log names the object, never the URL."""
     bucket = strict_moto.bucket()
-    settings = Settings(backend="clarifai", mode="url", stage=f"s3://{bucket}/stage",
+    settings = Settings.from_options(backend="clarifai", mode="url", stage=f"s3://{bucket}/stage",
                         s3_endpoint_url=strict_moto.endpoint, api_base=f"127.0.0.1:{api.port}",
                         insecure=True, api_key=KEY, progress=False)
     made: list[int] = []

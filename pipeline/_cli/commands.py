@@ -31,13 +31,13 @@ def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> 
     from pipeline import segment
     from pipeline._cli import render
     from pipeline.probe import probe
-    from pipeline.send.costs import costs
-    from pipeline.send.strategy import Strategy
+    from pipeline.send import strategies
     settings = options.settings(args, environ, run=False, strategy=True)
-    info = probe(args.video, keep_audio=settings.keep_audio)
-    plan = segment.make_plan(info, settings.limits,
-                             segment.SegmentOptions(keep_audio=settings.keep_audio))
-    found = costs(info, plan, Strategy.of(settings), settings.limits)
+    keep_audio = settings.strategy.keeps_audio
+    info = probe(args.video, keep_audio=keep_audio)
+    plan = segment.make_plan(info, settings.limits, segment.SegmentOptions(keep_audio=keep_audio))
+    found = [s.cost(info, plan, settings.limits, settings.sample_ms)
+             for s in strategies.every(options.strategy_values(args, environ))]
     emit(json.dumps(render.plan_dict(info, plan, found, settings.strategy), indent=2)
          if args.json else render.plan_text(info, plan, found, settings.strategy))
     return EXIT_OK
@@ -48,13 +48,14 @@ def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
     from pipeline.errors import io_failure
     from pipeline.output import files, formats
     from pipeline.probe import probe
-    settings = options.settings(args, environ, run=False)
+    settings = options.settings(args, environ, run=False, split=True)
+    keep_audio = settings.strategy.keeps_audio
     files.prepare_out(args.out)
-    info = probe(args.video, keep_audio=settings.keep_audio)
+    info = probe(args.video, keep_audio=keep_audio)
     listing = os.path.join(args.out, "chunks.json")
     try:
         chunks = segment.split(info, settings.limits, args.out,
-                               segment.SegmentOptions(keep_audio=settings.keep_audio))
+                               segment.SegmentOptions(keep_audio=keep_audio))
         files.atomic_write_json(listing, formats.chunk_list(info.path, settings.limits, chunks))
     except OSError as exc:
         raise io_failure(exc) or exc from None
@@ -68,7 +69,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> i
     from pipeline.batch.stopping import StopFlag
     settings = options.settings(args, environ, run=True)
     with stop_on_signals(StopFlag()) as stop:
-        if settings.dask:
+        if settings.batch.dask:
             from pipeline.batch import dask_engine
             outcomes, summary_error = dask_engine.run(settings, args.out, args.inputs,
                                                       stop=stop), None
@@ -94,7 +95,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> i
 def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[list[Any], Any]:
     from pipeline._cli.progress import Progress
     from pipeline.batch.runner import Runner
-    with Progress(enabled=settings.progress) as progress:
+    with Progress(enabled=settings.batch.progress) as progress:
         runner = Runner(settings, out, progress=progress, stop=stop)
         return runner.run(inputs), runner.summary_error
 

@@ -68,6 +68,7 @@ def _media_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("video")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the chunk files")
     options.add_all(p, options.LIMITS)
+    options.add_all(p, options.SPLIT)
 
 
 def _run_command(sub: Any, common: argparse.ArgumentParser) -> None:

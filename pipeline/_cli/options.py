@@ -6,13 +6,17 @@ is a ConfigError that names where it came from (exit 2)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.send import strategies
+from pipeline.send.strategy import Strategy
 from pipeline.settings import Settings
+from pipeline.types import BACKENDS, MODES
 
 ENV_PREFIX = "VIDEO_PIPELINE_"
 YES = frozenset({"1", "true", "yes", "on"})
@@ -105,42 +109,47 @@ LOG_FORMAT = Option("--log-format", one_of("text", "json"), "text",
                     metavar="text|json")
 
 LIMITS = (
-    Option("--mode", one_of("bytes", "url"), "bytes",
+    Option("--mode", one_of(*MODES), "bytes",
            "bytes: chunks sent in the request (10 MB); url: chunks staged (--stage) and sent "
-           "as presigned URLs (80 MB); both 600 s (default bytes)", metavar="bytes|url"),
+           "as presigned URLs (80 MB); both 600 s (default bytes)", metavar="|".join(MODES)),
     Option("--max-bytes", whole_number, None,
            "largest chunk in bytes (default: the mode's limit)", metavar="N"),
     Option("--max-seconds", number, None, "longest chunk in seconds (default 600)",
            metavar="S"),
-    Option("--keep-audio", yes_no, False,
-           "keep the audio track in chunks (default: dropped; the models are visual)",
-           switch=True),
 )
 
+
+def _setting_option(field: dataclasses.Field[Any]) -> Option:
+    """A strategy's setting as an option: its flag, help and range come with the field."""
+    meta = field.metadata
+    switch = field.default is False
+    return Option(meta["flag"], yes_no if switch else whole_number, field.default,
+                  meta["help"], metavar=meta["metavar"], switch=switch)
+
+
+def strategy_options(*chosen: type[Strategy]) -> tuple[Option, ...]:
+    """The options of the strategies' own settings (each flag once), from the registry."""
+    found: dict[str, Option] = {}
+    for cls in chosen or tuple(strategies.STRATEGIES.values()):
+        for field in cls.settings():
+            found.setdefault(field.metadata["flag"], _setting_option(field))
+    return tuple(found.values())
+
+
+_NAMES = tuple(strategies.STRATEGIES)
 # What the requests carry, and how often frames are sampled: for `run` and `plan`.
 STRATEGY = (
     Option("--sample-ms", whole_number, 1000,
            "one frame scored per interval of this many ms, 100-60000 (default 1000)",
            metavar="MS"),
-    Option("--strategy", one_of("copy", "compact", "frames"), "copy",
-           "what requests carry: copy (the video's own chunks), compact (a small video of the "
-           "sampled frames, 10 min a request), frames (the sampled frames as JPEG images, "
-           "for any image model) (default copy)", metavar="copy|compact|frames"),
-    Option("--proxy-size", whole_number, 320,
-           "compact: the proxy's shorter side in pixels, never upscaled (default 320)",
-           metavar="PX"),
-    Option("--proxy-crf", whole_number, None,
-           "compact: x264 quality, 0-51, lower is better and larger (default 30 at one sample "
-           "a second or fewer, lower for shorter --sample-ms: 28 at 500, 23 at 100)",
-           metavar="CRF"),
-    Option("--image-size", whole_number, 320,
-           "frames: the JPEGs' shorter side in pixels, never upscaled (default 320)",
-           metavar="PX"),
-    Option("--image-quality", whole_number, 4,
-           "frames: JPEG quality as ffmpeg's -q:v, 2 (best) to 31 (default 4)", metavar="Q"),
-    Option("--images-per-request", whole_number, 128,
-           "frames: images a request, 1-128 (default 128, Clarifai's maximum)", metavar="N"),
+    Option("--strategy", one_of(*_NAMES), strategies.DEFAULT,
+           "what requests carry: " + ", ".join(f"{cls.name} ({cls.summary})" for cls in
+                                               strategies.STRATEGIES.values())
+           + f" (default {strategies.DEFAULT})", metavar="|".join(_NAMES)),
+    *strategy_options(),
 )
+# `split` cuts as the copy strategy does, with its settings.
+SPLIT = strategy_options(strategies.STRATEGIES[strategies.DEFAULT])
 
 # How segments are made: for `run` (segments.json and its exports) and `report`.
 SEGMENTS = (
@@ -162,7 +171,7 @@ OUTPUTS = (
 )
 
 RUN = (
-    Option("--backend", one_of("local", "clarifai"), "local",
+    Option("--backend", one_of(*BACKENDS), "local",
            "local: the embedded model, no key, no network; clarifai: Clarifai's API "
            "(key from CLARIFAI_PAT); never switched silently (default local)",
            metavar="local|clarifai"),
@@ -240,25 +249,32 @@ def configure_processes(environ: Mapping[str, str]) -> None:
     defaults), checked like a run's settings; `run` sets them again from its Settings."""
     from pipeline.media import proc
     args = argparse.Namespace()
-    proc.configure(Settings(**resolve(args, DEADLINES, environ)).deadlines)
+    proc.configure(Settings.from_options(**resolve(args, DEADLINES, environ)).deadlines)
 
 
 def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool,
-             strategy: bool = False) -> Settings:
+             strategy: bool = False, split: bool = False) -> Settings:
     """The Settings of one command: its flags, then the environment, then the defaults; the
     environment is read here and nowhere else (credentials included)."""
     values = resolve(args, LIMITS, environ)
     if run or strategy:
         values |= resolve(args, STRATEGY, environ)
+    if split:
+        values |= resolve(args, SPLIT, environ)
     if run:
         values |= resolve(args, (*RUN, *SEGMENTS, *OUTPUTS, *ENV_ONLY), environ)
         values["progress"] = not values.pop("no_progress")
         values |= {"api_key": environ.get("CLARIFAI_PAT", "").strip() or None,
                    "user_id": environ.get("CLARIFAI_USER_ID") or "clarifai",
                    "app_id": environ.get("CLARIFAI_APP_ID") or "main"}
-    return Settings(**values)
+    return Settings.from_options(**values)
+
+
+def strategy_values(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Every strategy's settings as the options give them (for `plan`'s cost table)."""
+    return resolve(args, STRATEGY, environ)
 
 
 def segment_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Settings carrying only the segment rules (for `report`), validated like a run's."""
-    return Settings(**resolve(args, SEGMENTS, environ))
+    return Settings.from_options(**resolve(args, SEGMENTS, environ))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline import segment
-from pipeline.send.costs import Cost
+from pipeline.send.strategy import Cost, Strategy
 from pipeline.types import Limits, Plan, VideoInfo, to_ms
 
 
@@ -66,10 +66,10 @@ def probe_text(info: VideoInfo) -> str:
 
 
 def plan_dict(info: VideoInfo, plan: Plan, costs: Sequence[Cost],
-              strategy: str) -> dict[str, Any]:
+              strategy: Strategy) -> dict[str, Any]:
     return {
         "source": info.path, "size_bytes": info.size_bytes, "duration_ms": info.duration_ms,
-        "strategy": strategy, "strategies": [c.as_dict() for c in costs],
+        "strategy": strategy.name, "strategies": [c.as_dict() for c in costs],
         "limits": plan.limits.as_dict(), "whole": plan.whole, "note": plan.reason,
         "lower_bound": plan.lower_bound,
         "chunks": [{"index": c.index, "start_ms": to_ms(c.start - plan.origin),
@@ -79,14 +79,14 @@ def plan_dict(info: VideoInfo, plan: Plan, costs: Sequence[Cost],
     }
 
 
-def plan_text(info: VideoInfo, plan: Plan, costs: Sequence[Cost], strategy: str) -> str:
+def plan_text(info: VideoInfo, plan: Plan, costs: Sequence[Cost], strategy: Strategy) -> str:
     d = plan_dict(info, plan, costs, strategy)
     lim = d["limits"]
     head = (f"{info.path}: {info.size_bytes:,} bytes, {info.duration_ms / 1000:.1f} s; "
             f"limits {lim['max_bytes']:,} bytes and {lim['max_duration_ms'] / 1000:g} s "
             f"({lim['mode']} mode)")
-    table = costs_text(costs, strategy)
-    if strategy != "copy":
+    table = costs_text(costs, strategy.name)
+    if not strategy.lists_cuts:
         return "\n".join([head, *table])
     if plan.whole:
         return "\n".join([head, f"  {plan.reason}", *table])

@@ -41,9 +41,17 @@ from pipeline.errors import (
     TransientBackendError,
     UnreachableError,
 )
-from pipeline.sampling import global_grid
-from pipeline.settings import Settings
-from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo, to_ms
+from pipeline.settings import Api
+from pipeline.types import (
+    Chunk,
+    ChunkResult,
+    Clock,
+    Concept,
+    Frame,
+    ImageBatch,
+    Media,
+    VideoUrl,
+)
 
 log = logging.getLogger(__name__)
 _TIMEOUT = "DEADLINE_EXCEEDED"
@@ -115,9 +123,8 @@ class ClarifaiBackend:
         self._interrupt = interrupt or threading.Event()
         sleep = sleep or self._pause
         self._key = _Key(key)
-        self._model_id = models.clarifai_model_id(model)
-        local = models.embedded(model)
-        self.model = ModelInfo(self._model_id, local.name if local else self._model_id)
+        self.model = models.model_info("clarifai", model)
+        self._model_id = self.model.id
         self._user_app = resources_pb2.UserAppIDSet(user_id=user_id, app_id=app_id)
         self._channel = open_channel(api_base, insecure)
         self._stub = service_pb2_grpc.V2Stub(self._channel)
@@ -133,13 +140,13 @@ class ClarifaiBackend:
         self._count = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings,
-                      interrupt: threading.Event | None = None) -> ClarifaiBackend:
-        if not settings.api_key:
+    def from_settings(cls, api: Api, interrupt: threading.Event | None = None,
+                      ) -> ClarifaiBackend:
+        if not api.api_key:
             raise ConfigError(NO_KEY)
-        return cls(settings.model, key=settings.api_key, api_base=settings.api_base,
-                   insecure=settings.insecure, user_id=settings.user_id,
-                   app_id=settings.app_id, rate_limit=settings.rate_limit, interrupt=interrupt)
+        return cls(api.model, key=api.api_key, api_base=api.api_base, insecure=api.insecure,
+                   user_id=api.user_id, app_id=api.app_id, rate_limit=api.rate_limit,
+                   interrupt=interrupt)
 
     def _pause(self, seconds: float) -> None:
         """Wait (a backoff, a turn of the rate limiter), unless the run abandons its work."""
@@ -155,9 +162,10 @@ class ClarifaiBackend:
 
     # -- one chunk -----------------------------------------------------------------------------
     def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
-        """A video chunk's frames on the chunk's clock; a frames batch's (one image an instant)
-        on the source's."""
-        what = f"chunk {chunk.index}" + (f" ({media.label})" if media.label else "")
+        """A video chunk's frames on the chunk's clock; a frames batch's one an image, image n
+        answering the chunk's instant n."""
+        what = f"chunk {chunk.index}" + (f" ({media.label})" if isinstance(media, VideoUrl)
+                                         else "")
         request = _Request(lambda url: self._request(media, sample_ms, url), media, what)
         tries: list[str | int | None] = []  # the error code of each failed attempt
 
@@ -179,10 +187,8 @@ class ClarifaiBackend:
             if final is exc:
                 raise
             raise final from exc
-        if media.images is not None:
-            return ChunkResult(chunk.index, _at_instants(chunk, frames, sample_ms),
-                               len(tries) + 1, clock="source")
-        return ChunkResult(chunk.index, frames, len(tries) + 1)
+        clock: Clock = "instants" if isinstance(media, ImageBatch) else "chunk"
+        return ChunkResult(chunk.index, frames, len(tries) + 1, clock=clock)
 
     def url_lifetime(self, chunk: Chunk, made: int = 0) -> float:
         """Seconds a URL sent for `chunk` must stay valid: its wait for a turn (the first
@@ -194,11 +200,11 @@ class ClarifaiBackend:
                  ) -> service_pb2.PostModelOutputsRequest:
         config = resources_pb2.OutputInfo(
             output_config=resources_pb2.OutputConfig(sample_ms=sample_ms))
-        if media.images is not None:  # a frames batch: one image input per instant
+        if isinstance(media, ImageBatch):  # one image input per instant
             inputs = [resources_pb2.Input(data=resources_pb2.Data(
                 image=resources_pb2.Image(base64=image))) for image in media.images]
         else:
-            video = (resources_pb2.Video(url=url) if url
+            video = (resources_pb2.Video(url=url) if isinstance(media, VideoUrl)
                      else resources_pb2.Video(base64=media.read()))
             inputs = [resources_pb2.Input(data=resources_pb2.Data(video=video))]
         return service_pb2.PostModelOutputsRequest(
@@ -317,36 +323,26 @@ class _Request:
     def __init__(self, build: Callable[[str | None], service_pb2.PostModelOutputsRequest],
                  media: Media, what: str) -> None:
         self._build = build
-        self._media = media
+        self._url = media if isinstance(media, VideoUrl) else None
         self._what = what
         self._stale = False
-        self._request = build(media.url)
+        self._request = build(self._url.url if self._url else None)
 
     def get(self) -> service_pb2.PostModelOutputsRequest:
-        if self._stale and self._media.refresh is not None:
-            self._request = self._build(self._media.refresh())
+        if self._stale and self._url is not None and self._url.refresh is not None:
+            self._request = self._build(self._url.refresh())
         self._stale = False
         return self._request
 
     def fetch_failed(self, exc: FetchFailedError) -> BackendError:
         """What a failed download means: with a URL, retry with a fresh one; bytes were never
         to be downloaded, so the answer is the API's verdict on the input."""
-        if self._media.url is None:
+        if self._url is None:
             return RejectedInputError(f"the API rejected the video: {exc}", code=exc.code)
         self._stale = True
-        if self._media.refresh is not None:
+        if self._url.refresh is not None:
             log.warning("%s: the API could not fetch its URL; it gets a fresh one", self._what)
         return exc
-
-
-def _at_instants(chunk: Chunk, frames: tuple[Frame, ...], sample_ms: int) -> tuple[Frame, ...]:
-    """A frames batch's answers on the source clock: image n is the chunk's instant n."""
-    grid = global_grid(chunk.start, chunk.end, sample_ms)
-    if grid.count != len(frames):
-        raise BackendError(f"chunk {chunk.index}: {len(frames)} answers for {grid.count} "
-                           "instants")
-    return tuple(Frame(to_ms(chunk.start + t), f.concepts)
-                 for t, f in zip(grid.times(), frames, strict=True))
 
 
 def _images_asked(request: service_pb2.PostModelOutputsRequest) -> int:

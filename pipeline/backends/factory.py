@@ -11,9 +11,10 @@ from pipeline.settings import Settings
 def make_backend(settings: Settings, *, interrupt: threading.Event | None = None) -> Backend:
     """`interrupt`, when set, makes the backend drop its requests in flight and end its waits
     (the run is stopping)."""
-    if settings.backend == "local":
+    api = settings.api
+    if api.backend == "local":
         from pipeline.backends.local import LocalBackend
-        return LocalBackend(settings.model, decode_threads=1 if settings.workers > 1 else 0,
-                            exact_frames=settings.strategy == "compact")
+        return LocalBackend(api.model, decode_threads=1 if api.workers > 1 else 0,
+                            exact_frames=settings.strategy.exact_decode)
     from pipeline.backends.clarifai import ClarifaiBackend
-    return ClarifaiBackend.from_settings(settings, interrupt=interrupt)
+    return ClarifaiBackend.from_settings(api, interrupt=interrupt)

@@ -7,19 +7,30 @@ from collections.abc import Iterable
 import numpy as np
 
 from pipeline.backends import embedded
-from pipeline.backends.models import EMBEDDED
 from pipeline.backends.models import embedded as embedded_model
-from pipeline.errors import InputError, ModelNotAvailableError
+from pipeline.backends.models import model_info
+from pipeline.errors import InputError
 from pipeline.media import decode
 from pipeline.sampling import Grid, global_grid
-from pipeline.types import Chunk, ChunkResult, Concept, Frame, Media, ModelInfo, to_ms
+from pipeline.types import (
+    Chunk,
+    ChunkResult,
+    Concept,
+    Frame,
+    ImageBatch,
+    Media,
+    VideoBytes,
+    VideoFile,
+    VideoUrl,
+)
 
 BATCH = 8
+Video = VideoFile | VideoBytes | VideoUrl
 
 
 class LocalBackend:
     """Samples each chunk on the whole video's grid, so the merged timeline is evenly spaced;
-    answers on the source clock (the instants it scores are the source's). A frames batch's
+    answers by instant (frame n: the chunk's n-th instant of that grid). A frames batch's
     images are those instants' frames, scored as they are. `exact_frames` for a compact proxy:
     its neighbouring frames are a whole interval apart, so the fast decode's nearest reference
     frame would be another instant."""
@@ -27,11 +38,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, model: str, *, decode_threads: int = 0, exact_frames: bool = False) -> None:
+        self.model = model_info("local", model)
         found = embedded_model(model)
-        if found is None:
-            raise ModelNotAvailableError(model, sorted(EMBEDDED))
+        assert found is not None, "model_info says which models are embedded"
         self._model = found
-        self.model = ModelInfo(found.id, found.name)
         self._decode_threads = decode_threads
         self._fast = not exact_frames
         # Chunks decoded side by side each get one inference thread: less contention with the
@@ -40,16 +50,14 @@ class LocalBackend:
 
     def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
         grid = global_grid(chunk.start, chunk.end, sample_ms)
-        times = [to_ms(chunk.start + t) for t in grid.times()]
-        if media.images is not None:  # a frames batch: the images of those instants
+        if isinstance(media, ImageBatch):  # the images of those instants
             scores = self._image_scores(media.images, grid.count, chunk)
         else:
             scores = self._video_scores(media, grid, chunk)
         return ChunkResult(chunk.index, tuple(
-            Frame(t, self._concepts(row)) for t, row in zip(times, scores, strict=True)),
-            clock="source")
+            Frame(n, self._concepts(row)) for n, row in enumerate(scores)), clock="instants")
 
-    def _video_scores(self, media: Media, grid: Grid, chunk: Chunk) -> np.ndarray:
+    def _video_scores(self, media: Video, grid: Grid, chunk: Chunk) -> np.ndarray:
         scores = self._scores(media, grid, fast=self._fast)
         if len(scores) < grid.count and self._fast:
             # Some streams mark every frame non-reference; decode them all.
@@ -64,9 +72,9 @@ class LocalBackend:
                              f"{count} instants")
         return self._score_all(embedded.image_to_frame(image) for image in images)
 
-    def _scores(self, media: Media, grid: Grid, *, fast: bool) -> np.ndarray:
-        decoded = decode.decode(media.path or media.url, grid, threads=self._decode_threads,
-                                fast=fast, data=media.data)
+    def _scores(self, media: Video, grid: Grid, *, fast: bool) -> np.ndarray:
+        where, data = _decodable(media)
+        decoded = decode.decode(where, grid, threads=self._decode_threads, fast=fast, data=data)
         return self._score_all(decoded)
 
     def _score_all(self, frames: Iterable[np.ndarray]) -> np.ndarray:
@@ -89,3 +97,10 @@ class LocalBackend:
 
     def close(self) -> None:
         pass
+
+
+def _decodable(media: Video) -> tuple[str | None, bytes | None]:
+    """What ffmpeg reads: a file or URL where it lies, or bytes fed to its input."""
+    if isinstance(media, VideoBytes):
+        return None, media.data
+    return (media.path if isinstance(media, VideoFile) else media.url), None

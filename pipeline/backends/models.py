@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.errors import ModelNotAvailableError
+from pipeline.types import BackendName, ModelInfo
+
 # Clarifai's public models (user "clarifai", app "main") by the alias users type.
 ALIASES: dict[str, str] = {
     "general": "general-image-recognition",
@@ -76,3 +79,16 @@ def embedded(model: str) -> EmbeddedModel | None:
     if alias in EMBEDDED:
         return EMBEDDED[alias]
     return next((m for m in EMBEDDED.values() if model in (m.alias, m.id)), None)
+
+
+def model_info(backend: BackendName, model: str) -> ModelInfo:
+    """The model a backend answers with, as results name it (its id, and its name): known
+    from the settings alone, so that a run's key needs no backend (no model loaded, no key).
+    The local backend raises ModelNotAvailableError for a model it does not have."""
+    local = embedded(model)
+    if backend == "local":
+        if local is None:
+            raise ModelNotAvailableError(model, sorted(EMBEDDED))
+        return ModelInfo(local.id, local.name)
+    model_id = clarifai_model_id(model)
+    return ModelInfo(model_id, local.name if local else model_id)

@@ -10,10 +10,10 @@ from pathlib import Path
 from pipeline.backends import Backend
 from pipeline.batch.stopping import StopCheck
 from pipeline.batch.store import RunKey
-from pipeline.send.s3 import S3Name
-from pipeline.send.senders import Lifetime
 from pipeline.send.stage import Stager
+from pipeline.send.transport import Lifetime
 from pipeline.settings import Settings
+from pipeline.types import S3Name
 
 HOUR = 3600.0
 

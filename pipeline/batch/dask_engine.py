@@ -39,7 +39,7 @@ from typing import Any
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
 from pipeline.batch import inputs
-from pipeline.batch.runner import Runner
+from pipeline.batch.runner import Runner, preflight, skipped_if_done
 from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.summary import Outcome, failed, write_summary
 from pipeline.errors import ConfigError, Interrupted
@@ -56,16 +56,18 @@ _BACKENDS_LOCK = threading.Lock()
 
 def run(settings: Settings, out: str, sources: list[str], *,
         stop: StopFlag | None = None) -> list[Outcome]:
-    """Every input as a task on the cluster `settings.dask` names; summary.json as a local run."""
+    """Every input as a task on the cluster `settings.batch.dask` names; summary.json as a
+    local run."""
     distributed = _import_distributed()
     stop = stop or StopFlag()
     outdir = prepare_out(out).resolve()
     expanded = [_for_workers(s) for s in inputs.expand(sources, exclude=str(outdir))]
     # Done videos are skipped here, before any cluster is reached: a nightly rerun over a folder
-    # that holds nothing new costs what a local rerun costs.
-    checker = Runner(settings, str(outdir), stop=stop, summary=False)
-    checker.preflight(expanded)  # the bucket is checked here; the workers stage their chunks
-    known = {i: o for i, s in enumerate(expanded) if (o := checker.skipped_if_done(s))}
+    # that holds nothing new costs what a local rerun costs. No backend is made here: the
+    # client needs neither the model nor the key (each worker reads its own).
+    preflight(settings, expanded)  # the bucket is checked here; the workers stage their chunks
+    known = {i: o for i, s in enumerate(expanded)
+             if (o := skipped_if_done(settings, outdir, s))}
     todo = [s for i, s in enumerate(expanded) if i not in known]
     stop.before_forced_exit(lambda: write_summary(Path(out), [
         known.get(i) or failed(s.display, "interrupted; rerun to resume")
@@ -83,15 +85,18 @@ def run(settings: Settings, out: str, sources: list[str], *,
 
 def _on_cluster(distributed: Any, settings: Settings, outdir: Path,
                 sources: list[inputs.Source], stop: StopFlag) -> list[Outcome]:
-    client, cluster = _connect(distributed, settings.dask or "local")
+    client, cluster = _connect(distributed, settings.batch.dask or "local")
     try:
         check_shared(client, outdir)
         workers = sorted(client.scheduler_info()["workers"])
-        shares = rate_shares(settings.rate_limit, workers) if settings.backend == "clarifai" \
-            else {w: settings.rate_limit for w in workers}
-        task_settings = dataclasses.replace(settings, progress=False, dask=None, api_key=None)
+        rate = settings.api.rate_limit
+        shares = rate_shares(rate, workers) if settings.api.backend == "clarifai" \
+            else {w: rate for w in workers}
+        task_settings = dataclasses.replace(
+            settings, batch=dataclasses.replace(settings.batch, progress=False, dask=None),
+            api=dataclasses.replace(settings.api, api_key=None))
         log.info("dask: %d workers at %s; --rate-limit %.3g shared as %s", len(workers),
-                 client.scheduler.address, settings.rate_limit,
+                 client.scheduler.address, rate,
                  ", ".join(f"{share:g}" for share in shares.values()))
         return _run_tasks(distributed, client, task_settings, outdir, sources, stop, shares)
     finally:
@@ -231,7 +236,8 @@ def process_on_worker(settings: Settings, out: str, source: inputs.Source,
     if stop.is_set():
         return failed(source.display, "interrupted before it started; rerun to resume")
     settings = worker_settings(settings, os.environ)
-    settings = dataclasses.replace(settings, rate_limit=shares[get_worker().address])
+    settings = dataclasses.replace(settings, api=dataclasses.replace(
+        settings.api, rate_limit=shares[get_worker().address]))
     runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False)
     return runner.process(source)
 
@@ -239,16 +245,16 @@ def process_on_worker(settings: Settings, out: str, source: inputs.Source,
 def worker_settings(settings: Settings, environ: Mapping[str, str]) -> Settings:
     """The task's settings with this worker's own credentials: a task is a worker's entry
     point, as the command line is the client's, and keys never travel with tasks."""
-    return dataclasses.replace(
-        settings, api_key=environ.get("CLARIFAI_PAT", "").strip() or None,
-        user_id=environ.get("CLARIFAI_USER_ID") or settings.user_id,
-        app_id=environ.get("CLARIFAI_APP_ID") or settings.app_id)
+    api = settings.api
+    return dataclasses.replace(settings, api=dataclasses.replace(
+        api, api_key=environ.get("CLARIFAI_PAT", "").strip() or None,
+        user_id=environ.get("CLARIFAI_USER_ID") or api.user_id,
+        app_id=environ.get("CLARIFAI_APP_ID") or api.app_id))
 
 
 def _backend(settings: Settings) -> Backend:
     """One backend (model, channel and rate limiter) per worker process, shared by its tasks."""
-    key = (settings.backend, settings.model, settings.api_base, settings.insecure,
-           settings.rate_limit, settings.workers)
+    key = (settings.api, settings.strategy.exact_decode)
     with _BACKENDS_LOCK:
         if key not in _BACKENDS:
             _BACKENDS[key] = make_backend(settings)

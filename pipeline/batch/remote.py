@@ -24,9 +24,8 @@ from pipeline.errors import DownloadIncomplete, InputError
 from pipeline.media.ranges import RangeFile, open_ranges
 from pipeline.probe import probe_mp4
 from pipeline.send import s3
-from pipeline.send.s3 import S3Name
 from pipeline.send.stage import presign
-from pipeline.types import VideoInfo
+from pipeline.types import S3Name, VideoInfo
 
 log = logging.getLogger(__name__)
 

@@ -28,14 +28,12 @@ from pipeline.batch.identity import video_id
 from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.summary import Bookkeeper, Outcome, Status, failed, write_summary
-from pipeline.batch.video import VideoJob
+from pipeline.batch.video import RunningVideo, VideoJob
 from pipeline.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from pipeline.media import proc
 from pipeline.output.files import prepare_out
-from pipeline.send.s3 import S3Name
-from pipeline.send.senders import Lifetime
 from pipeline.send.stage import Stager
-from pipeline.send.strategy import Strategy
+from pipeline.send.transport import Lifetime
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,10 +47,45 @@ def _lifetime(backend: Backend) -> Lifetime:
     return found or (lambda chunk, made: HOUR)
 
 
-def _stager(settings: Settings) -> Stager | None:
-    if settings.stage is None or not settings.sends_urls:
+def stager_for(settings: Settings) -> Stager | None:
+    """Where chunks are staged: URL mode to an API, with --stage."""
+    place = settings.staging.place
+    if place is None or not settings.sends_urls:
         return None
-    return Stager(S3Name.parse(settings.stage), endpoint_url=settings.s3_endpoint_url)
+    return Stager(place, endpoint_url=settings.staging.endpoint_url)
+
+
+def preflight(settings: Settings, sources: list[inputs.Source]) -> None:
+    """Raise ConfigError, before anything is sent, if URL mode has nowhere to stage the
+    local files among `sources`, or the staging bucket is missing or refuses us."""
+    if not settings.sends_urls:
+        return
+    stager = stager_for(settings)
+    local = [s.display for s in sources if not s.error and not s.is_url]
+    if stager is None and local:
+        more = f" and {len(local) - 1} more" if len(local) > 1 else ""
+        raise ConfigError(
+            f"--mode url sends chunks as URLs the API fetches, so local files must be "
+            f"staged first: give --stage s3://BUCKET/PREFIX (local input: {local[0]}{more})")
+    if stager is not None:
+        stager.check()
+
+
+def skipped_if_done(settings: Settings, out: Path, source: inputs.Source) -> Outcome | None:
+    """A "skipped" outcome if this local file's video is already done and its outputs are
+    current (read: its id and outputs.json; no probe, no lock, no request, no backend: a Dask
+    client tells the done ones apart without a key or a model), else None."""
+    if source.error or source.is_url or settings.batch.force:
+        return None
+    try:
+        vid = video_id(source.path) if Path(source.path).is_file() else None
+    except (OSError, ValueError):
+        vid = None
+    store = None if vid is None else VideoStore(out, vid, RunKey.of(settings),
+                                                settings.outputs)
+    if store is None or not store.done() or not store.outputs_current():
+        return None
+    return Outcome(source.display, Status.SKIPPED, id=vid, note="already done")
 
 
 class Runner:
@@ -73,11 +106,9 @@ class Runner:
         self.backend = backend or make_backend(settings, interrupt=interrupt)
         self.progress = progress
         self.summary = summary  # False on Dask workers: the client writes summary.json
-        key = RunKey(self.backend.name, self.backend.model, settings.sample_ms, settings.limits,
-                     settings.keep_audio, Strategy.of(settings).key())
-        self.ctx = Context(settings, self.out, self.backend, self.stop, key,
+        self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey.of(settings),
                            lifetime=url_lifetime or _lifetime(self.backend),
-                           stager=_stager(settings))
+                           stager=stager_for(settings))
         self.outcomes: list[Outcome] = []
         self._halt: BaseException | None = None  # an AuthError or UnreachableError seen
         self.summary_error: str | None = None
@@ -87,12 +118,13 @@ class Runner:
     def run(self, sources: list[str]) -> list[Outcome]:
         """Process every input; raise AuthError or Interrupted (after writing the summary)."""
         expanded = inputs.expand(sources, exclude=str(self.out))
-        self.preflight(expanded)
+        preflight(self.settings, expanded)
         prepare_out(self.out)
         self.outcomes = [Outcome(s.display, Status.PENDING) for s in expanded]
         self._open_books()
         try:
-            with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="predict") as pool:
+            with ThreadPoolExecutor(self.settings.api.workers,
+                                    thread_name_prefix="predict") as pool:
                 self._run_all(expanded, pool)
         finally:
             if self._own_backend:
@@ -105,45 +137,17 @@ class Runner:
             raise Interrupted("stopped before every input was done")
         return self.outcomes
 
-    def preflight(self, sources: list[inputs.Source]) -> None:
-        """Raise ConfigError, before anything is sent, if URL mode has nowhere to stage the
-        local files among `sources`, or the staging bucket is missing or refuses us."""
-        if not self.settings.sends_urls:
-            return
-        stager = self.ctx.stager
-        local = [s.display for s in sources if not s.error and not s.is_url]
-        if stager is None and local:
-            more = f" and {len(local) - 1} more" if len(local) > 1 else ""
-            raise ConfigError(
-                f"--mode url sends chunks as URLs the API fetches, so local files must be "
-                f"staged first: give --stage s3://BUCKET/PREFIX (local input: {local[0]}{more})")
-        if stager is not None:
-            stager.check()
-
     def process(self, source: inputs.Source) -> Outcome:
         """One input, start to end, in its own pool (a Dask task); summary.json is not written."""
         job = VideoJob(source, self.ctx)
-        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="predict") as pool:
-            early = job.start(pool)
-            return early if early is not None else job.finish()
-
-    def skipped_if_done(self, source: inputs.Source) -> Outcome | None:
-        """A "skipped" outcome if this local file's video is already done and its outputs are
-        current (read: its id and outputs.json; no probe, no lock, no request), else None."""
-        if source.error or source.is_url or self.settings.force:
-            return None
-        try:
-            vid = video_id(source.path) if Path(source.path).is_file() else None
-        except (OSError, ValueError):
-            vid = None
-        store = None if vid is None else VideoStore(self.out, vid, self.ctx.key,
-                                                    self.settings.outputs)
-        if store is None or not store.done() or not store.outputs_current():
-            return None
-        return Outcome(source.display, Status.SKIPPED, id=vid, note="already done")
+        ready = job.prepare()
+        if isinstance(ready, Outcome):
+            return ready
+        with ThreadPoolExecutor(self.settings.api.workers, thread_name_prefix="predict") as pool:
+            return job.finish(job.run(ready, pool))
 
     def _run_all(self, sources: list[inputs.Source], pool: ThreadPoolExecutor) -> None:
-        pending: deque[tuple[int, VideoJob]] = deque()
+        pending: deque[tuple[int, VideoJob, RunningVideo]] = deque()
         try:
             for i, source in enumerate(sources):
                 if self.stop.is_set() or isinstance(self._halt, AuthError):
@@ -152,25 +156,26 @@ class Runner:
                     self._record(i, failed(source.display, self._halt))
                     continue
                 job = VideoJob(source, self.ctx)
-                early = job.start(pool)
-                if early is not None:
-                    self._record(i, early, job)
+                ready = job.prepare()
+                if isinstance(ready, Outcome):
+                    self._record(i, ready, job)
                     continue
-                self._count(job)
-                pending.append((i, job))
+                running = job.run(ready, pool)
+                self._count(running)
+                pending.append((i, job, running))
                 while len(pending) >= _VIDEOS_IN_FLIGHT:
                     self._finish(*pending.popleft())
             while pending:
                 self._finish(*pending.popleft())
         finally:
-            for _, job in pending:  # only on an exception that is not a video's failure
-                job.cancel()
+            for _, job, running in pending:  # only on an exception not a video's failure
+                running.cancel()
                 job.release()
             self._mark_not_started()
             self._write_summary()
 
-    def _finish(self, index: int, job: VideoJob) -> None:
-        self._record(index, job.finish(), job)
+    def _finish(self, index: int, job: VideoJob, running: RunningVideo) -> None:
+        self._record(index, job.finish(running), job)
 
     def _record(self, index: int, outcome: Outcome, job: VideoJob | None = None) -> None:
         self.outcomes[index] = outcome
@@ -190,11 +195,11 @@ class Runner:
                and not self.stop.is_set() else "interrupted before it started; rerun to resume")
         self.outcomes[:] = _pending_failed(self.outcomes, why)
 
-    def _count(self, job: VideoJob) -> None:
+    def _count(self, running: RunningVideo) -> None:
         if self.progress is None:
             return
-        self.progress.add(len(job.chunks), job.outcome.resumed)
-        for future in job.futures.values():
+        self.progress.add(len(running.video.chunks), len(running.video.saved))
+        for future in running.futures.values():
             future.add_done_callback(self._count_done)
 
     def _count_done(self, future: Any) -> None:

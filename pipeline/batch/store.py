@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends.models import model_info
 from pipeline.merge import merge
 from pipeline.output import formats, timeline
 from pipeline.output.exports import Outputs, write_outputs
 from pipeline.output.files import atomic_write_json, atomic_write_lines, read_json
+from pipeline.settings import Settings
 from pipeline.types import Chunk, ChunkResult, Frame, Limits, ModelInfo, VideoInfo
 
 # Bumped when a checkpoint's meaning changes (2: frames saved on the source clock; 3: each
@@ -47,6 +49,14 @@ class RunKey:
     # The strategy and its settings (send.strategy.Strategy.key); empty for copy, whose keys
     # are as they were before strategies existed (those runs stay done).
     strategy: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings) -> RunKey:
+        """The key of a run with `settings`: known from them alone (no backend is made, no
+        model loaded, no key needed), so a Dask client can tell which videos are done."""
+        return cls(settings.api.backend, model_info(settings.api.backend, settings.api.model),
+                   settings.sample_ms, settings.limits, settings.strategy.keeps_audio,
+                   settings.strategy.key(settings.sample_ms))
 
     def as_dict(self) -> dict[str, Any]:
         key = {"backend": self.backend, "model": self.model.id, "sample_ms": self.sample_ms,

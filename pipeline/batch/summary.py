@@ -8,7 +8,6 @@ leaves a record of every input it finished."""
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import time
@@ -42,9 +41,6 @@ class Outcome:
     resumed: int = 0  # chunks whose result was saved before this run sent anything for them
     requests: int = 0  # prediction requests sent by this run (retries and re-splits included)
     seconds: float = 0.0
-
-    def but(self, **changes: Any) -> Outcome:
-        return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "status": str(self.status),

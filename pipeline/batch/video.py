@@ -1,236 +1,258 @@
-"""One video from source to timeline: fetch, identify, lock, probe, split, predict, merge.
-
-`start` does the work up to submitting the chunks to the run's pool; `finish` waits for them and
-writes the outputs. Neither raises for anything one video can do wrong: every failure becomes
-the video's Outcome (an auth failure too; the runner stops the run on it)."""
+"""One video from source to timeline, in two steps: `prepare` it into one frozen value (found,
+identified, locked, probed, its chunks made, its transport chosen), then `run` it (its chunks on
+the run's pool) and `finish` it (wait, merge, write). None of them raises for anything one video
+can do wrong: every failure becomes the video's Outcome (an auth failure too; the runner stops
+the run on it)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import CancelledError, Executor, Future
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.batch import settle
 from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
 from pipeline.batch.locks import VideoLock
-from pipeline.batch.origin import Origin
+from pipeline.batch.origin import Origin, Probed
 from pipeline.batch.store import VideoStore
 from pipeline.batch.summary import Outcome, Status, failed
 from pipeline.errors import AuthError, InputError, Interrupted, LockedError, StillBeingWritten
 from pipeline.merge import merge
 from pipeline.predict import predict_chunk
-from pipeline.send.prepare import prepare
-from pipeline.send.senders import ReferenceSender, Sender
-from pipeline.send.strategy import Sending, Strategy
+from pipeline.send.strategy import PreparedChunks
+from pipeline.send.transport import ReferenceTransport, Transport
 from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PreparedVideo:
+    """A video ready to run: where its results go, what it holds, its chunks (as saved or made
+    now) and the saved results among them, and how they travel."""
+
+    id: str
+    store: VideoStore
+    info: VideoInfo
+    chunks: tuple[Chunk, ...]
+    saved: frozenset[int]  # chunks whose result an earlier run saved
+    prepared: PreparedChunks  # the strategy's: what a request carries for each chunk
+    transport: Transport
+    state: settle.FileState | None  # a local source as its run found it
+
+
+@dataclass(frozen=True)
+class RunningVideo:
+    """A prepared video whose unsaved chunks are on the pool."""
+
+    video: PreparedVideo
+    futures: Mapping[int, Future[ChunkResult]]
+
+    def cancel(self) -> None:
+        for future in self.futures.values():
+            future.cancel()
+
+
 class VideoJob:
+    """Prepares, runs and finishes one video; holds its lock and its download until `release`."""
+
     def __init__(self, source: Source, ctx: Context) -> None:
         self.source = source
         self.ctx = ctx
         self.shown = source.display
         self.started = time.monotonic()
-        self.outcome = Outcome(self.shown)
-        self.store: VideoStore | None = None
-        self.info: VideoInfo | None = None
-        self.chunks: list[Chunk] = []
-        self.futures: dict[int, Future[ChunkResult]] = {}
         self.origin = Origin(source, ctx)
-        self.sending: Sending | None = None  # the strategy's chunks and their media
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
         self._lock: VideoLock | None = None
-        self._state: settle.FileState | None = None  # a local source as its run found it
+        self._id: str | None = None
 
-    @property
-    def sender(self) -> Sender:
-        return self.origin.sender
-
-    # -- up to the pool --------------------------------------------------------------------
-    def start(self, pool: Executor) -> Outcome | None:
-        """Submit the chunks still to predict; the outcome instead, if the video ends here."""
+    # -- step 1: prepare -----------------------------------------------------------------------
+    def prepare(self) -> PreparedVideo | Outcome:
+        """The video ready to run; its outcome instead if it ends here (failed, deferred,
+        already done, held by another run)."""
         try:
-            early = self._prepare()
-            if early is None:
-                self._submit(pool)
-            return self._end(early) if early is not None else None
+            return self._prepare()
         except Exception as exc:
             return self._end(self._failure(exc))
         except BaseException:
             self.release()
             raise
 
-    def _prepare(self) -> Outcome | None:
+    def _prepare(self) -> PreparedVideo | Outcome:
         if self.source.error:
             return failed(self.shown, self.source.error)
+        state = None
         if not self.source.is_url and Path(self.source.path).is_file():
-            self._state = settle.settled(self.source.path, self.ctx.settings.settle_seconds,
-                                         self.ctx.stop)
-        video_id = self.origin.identify()
-        self.store = store = VideoStore(self.ctx.out, video_id, self.ctx.key,
-                                        self.ctx.settings.outputs)
-        self.outcome = self.outcome.but(id=video_id)
+            state = settle.settled(self.source.path, self.ctx.settings.batch.settle_seconds,
+                                   self.ctx.stop)
+        self._id = video_id = self.origin.identify()
+        store = VideoStore(self.ctx.out, video_id, self.ctx.key, self.ctx.settings.outputs)
         held = self._lock_unless_done(store)
         if held is not None:
-            return held
-        self.info = self.origin.probe(video_id)
-        self.sender.sweep()  # what a run that crashed left staged for this video
-        self.chunks = self._chunks(self.info, store)
-        return None
+            return self._end(held)
+        probed = self.origin.probe()
+        self.origin.sweep_staged(video_id)
+        return self._ready(video_id, store, probed, state)
+
+    def _ready(self, video_id: str, store: VideoStore, probed: Probed,
+               state: settle.FileState | None) -> PreparedVideo:
+        """The strategy's chunks: as a previous run saved them, or made now (an interrupted
+        run's proxy or images are taken as they are: they are made the same, byte for byte)."""
+        settings = self.ctx.settings
+        prepared = settings.strategy.prepare(probed.info, self.ctx.key.limits,
+                                             store.chunk_media, settings.sample_ms)
+        force = settings.batch.force
+        chunks = None if force else store.load_chunks(prepared.source)
+        if chunks is None:
+            chunks = prepared.chunks()
+            store.save_chunks(prepared.source, chunks)
+            if force:
+                store.clear_results()
+        saved = frozenset(store.results(chunks))
+        return PreparedVideo(video_id, store, probed.info, tuple(chunks), saved, prepared,
+                             self.origin.transport(probed, prepared, video_id), state)
 
     def _lock_unless_done(self, store: VideoStore) -> Outcome | None:
         """Take the video's lock; a skipped outcome instead if it is done or another run has it.
         Done is checked again under the lock: the other run may have just finished it. A done
         video whose outputs were made with other settings gets them again, under the lock."""
         if self._done(store) and store.outputs_current():
-            return self.outcome.but(status=Status.SKIPPED, note="already done")
+            return self._skipped("already done")
         lock = VideoLock(self.ctx.out, store.root.name)
         try:
-            lock.acquire(wait=self.ctx.settings.lock_wait, stop=self.ctx.stop)
+            lock.acquire(wait=self.ctx.settings.batch.lock_wait, stop=self.ctx.stop)
         except LockedError as exc:
             if self._done(store):
-                return self.outcome.but(status=Status.SKIPPED, note="already done")
+                return self._skipped("already done")
             log.warning("%s: %s; skipped it", self.shown, exc)
-            return self.outcome.but(status=Status.SKIPPED, note=f"{exc}; skipped it")
+            return self._skipped(f"{exc}; skipped it")
         self._lock = lock
         if not self._done(store):
             return None
         if store.outputs_current():
-            return self.outcome.but(status=Status.SKIPPED, note="already done (by another run)")
+            return self._skipped("already done (by another run)")
         if not store.rewrite_outputs():
             return None  # a saved result is damaged: its chunk is predicted again
         log.info("%s: already done; outputs rewritten from its saved results", self.shown)
-        return self.outcome.but(status=Status.SKIPPED,
-                                note="already done; outputs rewritten from its saved results")
+        return self._skipped("already done; outputs rewritten from its saved results")
 
     def _done(self, store: VideoStore) -> bool:
-        return not self.ctx.settings.force and store.done()
+        return not self.ctx.settings.batch.force and store.done()
 
-    def _chunks(self, info: VideoInfo, store: VideoStore) -> list[Chunk]:
-        """The strategy's chunks: as a previous run saved them, or made now (an interrupted
-        run's proxy or images are taken as they are: they are made the same, byte for byte)."""
-        settings = self.ctx.settings
-        self.sending = sending = prepare(Strategy.of(settings), info, self.ctx.key.limits,
-                                         store.chunk_media, keep_audio=settings.keep_audio)
-        self.origin.carry(sending)
-        saved = None if settings.force else store.load_chunks(sending.source)
-        if saved is not None:
-            return saved
-        chunks = sending.chunks()
-        store.save_chunks(sending.source, chunks)
-        if settings.force:
-            store.clear_results()
-        return chunks
+    def _skipped(self, note: str) -> Outcome:
+        return Outcome(self.shown, Status.SKIPPED, id=self._id, note=note)
 
-    def _submit(self, pool: Executor) -> None:
-        assert self.store is not None
-        saved = self.store.results(self.chunks)
-        self.outcome = self.outcome.but(chunks=len(self.chunks), resumed=len(saved))
-        for chunk in self.chunks:
-            if chunk.index not in saved:
-                self.futures[chunk.index] = pool.submit(self._predict, chunk)
+    # -- step 2: run ---------------------------------------------------------------------------
+    def run(self, video: PreparedVideo, pool: Executor) -> RunningVideo:
+        """The chunks still to predict, submitted to the run's pool."""
+        futures = {c.index: pool.submit(self._predict, video, c) for c in video.chunks
+                   if c.index not in video.saved}
+        return RunningVideo(video, futures)
 
-    def _predict(self, chunk: Chunk) -> ChunkResult:
+    def _predict(self, video: PreparedVideo, chunk: Chunk) -> ChunkResult:
         if self.ctx.stop.is_set():
             raise Interrupted(f"stopped before chunk {chunk.index} was sent")
-        assert self.store is not None and self.sending is not None
         ctx = self.ctx
+
+        def recut(piece: Chunk, limits: Limits) -> list[Chunk]:
+            if isinstance(video.transport, ReferenceTransport):
+                raise InputError(self.shown, "the API refused it as too large, though it is "
+                                 "within --max-bytes and --max-seconds; lower them to have it "
+                                 "cut")
+            return video.prepared.recut(piece, limits)
+
         # What the session staged is deleted when it closes: once the result is saved.
-        with self.sender.session() as opener:
+        with video.transport.session() as media_of:
             result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
-                                   self._recut, opener)
-            self.store.save_result(chunk, result)
+                                   recut, media_of)
+            video.store.save_result(chunk, result)
         return result
 
-    def _recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
-        assert self.sending is not None
-        if isinstance(self.sender, ReferenceSender):
-            raise InputError(self.shown, "the API refused it as too large, though it is within "
-                             "--max-bytes and --max-seconds; lower them to have it cut")
-        return self.sending.recut(chunk, limits)
-
-    # -- after the pool --------------------------------------------------------------------
-    def finish(self) -> Outcome:
+    # -- step 3: finish ------------------------------------------------------------------------
+    def finish(self, running: RunningVideo) -> Outcome:
         """Wait for the chunks, then merge and write; the video's outcome either way."""
+        video = running.video
         try:
-            sent, error = self._wait()
+            sent, error = _wait(running, self.shown)
             requests = sum(r.attempts for r in sent) + getattr(error, "attempts", 0)
-            self.outcome = self.outcome.but(requests=requests)
             if error is not None:
-                return self._end(self._failure(error))
-            self._write()
-            return self._end(self.outcome.but(status=Status.DONE))
+                return self._end(self._failure(error, video, requests), video)
+            self._write(video)
+            return self._end(self._outcome(video, Status.DONE, requests), video)
         except Exception as exc:
-            return self._end(self._failure(exc))
+            return self._end(self._failure(exc, video), video)
         except BaseException:
-            self.cancel()
+            running.cancel()
             self.release()
             raise
 
-    def _wait(self) -> tuple[list[ChunkResult], BaseException | None]:
-        """Every chunk's result; after the first failure the chunks not yet started are
-        cancelled, those in flight finish (and are saved)."""
-        sent: list[ChunkResult] = []
-        error: BaseException | None = None
-        for future in self.futures.values():
-            try:
-                sent.append(future.result())
-            except CancelledError:
-                continue
-            except Exception as exc:
-                if error is None:
-                    error = exc
-                    log.debug("%s: chunk failed", self.shown, exc_info=exc)
-                    self.cancel()
-        return sent, error
-
-    def cancel(self) -> None:
-        for future in self.futures.values():
-            future.cancel()
-
-    def _write(self) -> None:
-        assert self.store is not None and self.info is not None
-        results = self.store.results(self.chunks)
-        missing = [c.index for c in self.chunks if c.index not in results]
+    def _write(self, video: PreparedVideo) -> None:
+        results = video.store.results(video.chunks)
+        missing = [c.index for c in video.chunks if c.index not in results]
         if missing:
             raise Interrupted(f"chunks {missing} have no saved result")
-        if self._state is not None:  # never done from a file that changed under us
-            settle.unchanged(self.source.path, self._state, self.ctx.settings.settle_seconds)
-        self.store.write_timeline(
-            info=dataclasses.replace(self.info, path=self.shown), chunks=self.chunks,
+        if video.state is not None:  # never done from a file that changed under us
+            settle.unchanged(self.source.path, video.state,
+                             self.ctx.settings.batch.settle_seconds)
+        video.store.write_timeline(
+            info=dataclasses.replace(video.info, path=self.shown), chunks=video.chunks,
             attempts={i: r.attempts for i, r in results.items()},
-            frames=merge(self.chunks, results))
+            frames=merge(video.chunks, results))
 
     # -- endings -------------------------------------------------------------------------------
-    def _failure(self, exc: BaseException) -> Outcome:
+    def _outcome(self, video: PreparedVideo | None, status: Status, requests: int = 0,
+                 note: str | None = None) -> Outcome:
+        return Outcome(self.shown, status, id=self._id, note=note, requests=requests,
+                       chunks=len(video.chunks) if video else 0,
+                       resumed=len(video.saved) if video else 0)
+
+    def _failure(self, exc: BaseException, video: PreparedVideo | None = None,
+                 requests: int = 0) -> Outcome:
         self.error = exc
         if isinstance(exc, StillBeingWritten):
             log.warning("%s: deferred: %s", self.shown, exc.problem)
-            return self.outcome.but(status=Status.DEFERRED, note=exc.problem,
-                                    chunks=len(self.chunks))
+            return self._outcome(video, Status.DEFERRED, requests, note=exc.problem)
         log.debug("%s failed", self.shown, exc_info=exc)
-        saved = len(self.store.results(self.chunks)) if self.store and self.chunks else 0
-        fields = {"id": self.outcome.id, "chunks": len(self.chunks), "resumed": saved,
-                  "requests": self.outcome.requests}
+        saved = len(video.store.results(video.chunks)) if video is not None else 0
+        fields = {"id": self._id, "chunks": len(video.chunks) if video else 0,
+                  "resumed": saved, "requests": requests}
         if self.ctx.stop.is_set() and not isinstance(exc, AuthError):
             # A signal also reaches our ffmpeg children; their failure is the interruption.
-            of = f" ({saved} of {len(self.chunks)} chunks saved)" if self.chunks else ""
+            of = f" ({saved} of {len(video.chunks)} chunks saved)" if video else ""
             return failed(self.shown, f"interrupted{of}; rerun to resume", **fields)
         return failed(self.shown, exc, **fields)
 
-    def _end(self, outcome: Outcome) -> Outcome:
-        if self._lock is not None:
-            self.sender.sweep()  # anything a failed chunk or a failed delete left staged
+    def _end(self, outcome: Outcome, video: PreparedVideo | None = None) -> Outcome:
+        if video is not None:
+            video.transport.sweep()  # anything a failed chunk or a failed delete left staged
         self.release()
-        return outcome.but(seconds=time.monotonic() - self.started)
+        return dataclasses.replace(outcome, seconds=time.monotonic() - self.started)
 
     def release(self) -> None:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
         self.origin.release()
+
+
+def _wait(running: RunningVideo, shown: str) -> tuple[list[ChunkResult], BaseException | None]:
+    """Every chunk's result; after the first failure the chunks not yet started are
+    cancelled, those in flight finish (and are saved)."""
+    sent: list[ChunkResult] = []
+    error: BaseException | None = None
+    for future in running.futures.values():
+        try:
+            sent.append(future.result())
+        except CancelledError:
+            continue
+        except Exception as exc:
+            if error is None:
+                error = exc
+                log.debug("%s: chunk failed", shown, exc_info=exc)
+                running.cancel()
+    return sent, error

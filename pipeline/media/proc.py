@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from pipeline import validate
 from pipeline.errors import FFmpegError, ProcessKilled
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ class Deadlines:
     probe_timeout: float = 60.0
     stall_timeout: float = 120.0
     time_factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        validate.at_least("VIDEO_PIPELINE_PROBE_TIMEOUT", self.probe_timeout, 0, above=True)
+        validate.at_least("VIDEO_PIPELINE_FFMPEG_STALL_TIMEOUT", self.stall_timeout, 0,
+                          above=True)
+        validate.at_least("VIDEO_PIPELINE_FFMPEG_TIME_FACTOR", self.time_factor, 0,
+                          above=True)
 
     def deadline(self, *, media_seconds: float = 0.0, size_bytes: int = 0) -> float:
         """The deadline of a pass over `media_seconds` of media held in `size_bytes`."""

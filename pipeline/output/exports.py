@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
 from pipeline.output import formats
 from pipeline.output.files import atomic_write_json, atomic_write_lines
 from pipeline.output.segments import ConceptSegments, Rules, Segment, find_segments, in_time_order
@@ -33,6 +34,13 @@ class Outputs:
     rules: Rules = Rules()
     exports: tuple[str, ...] = EXPORTS
     report: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.exports) - set(EXPORTS))
+        if unknown:
+            raise ConfigError(f"--export: unknown export {', '.join(unknown)}")
+        # Always in EXPORTS' order, whatever order they were given in.
+        object.__setattr__(self, "exports", tuple(e for e in EXPORTS if e in self.exports))
 
     def as_dict(self, sample_ms: int) -> dict[str, Any]:
         return {"segments": self.rules.as_dict(sample_ms), "exports": list(self.exports),

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import validate
 from pipeline.types import Frame
 
 
@@ -30,6 +31,11 @@ class Rules:
     min_confidence: float = 0.5
     max_gap_ms: int | None = None  # None: one sample
     min_segment_ms: int = 0
+
+    def __post_init__(self) -> None:
+        validate.at_least("--min-confidence", self.min_confidence, 0, at_most=1)
+        validate.at_least("--max-gap-ms", self.max_gap_ms, 0)
+        validate.at_least("--min-segment-ms", self.min_segment_ms, 0)
 
     def gap_ms(self, sample_ms: int) -> int:
         return sample_ms if self.max_gap_ms is None else self.max_gap_ms

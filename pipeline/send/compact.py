@@ -15,18 +15,20 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from pipeline.errors import InputError, SegmentError
 from pipeline.media import mp4read, mp4write, sampler
-from pipeline.send import instants
+from pipeline.send import costs, instants
 from pipeline.send.encoded import made_once, sampled_table
 from pipeline.send.media import ChunkMedia
-from pipeline.send.strategy import Strategy
-from pipeline.types import Chunk, Limits, Media, SampleTable, VideoInfo
+from pipeline.send.strategy import Cost, PreparedChunks, Strategy, Travel, setting
+from pipeline.types import Chunk, Limits, LocalVideo, Plan, SampleTable, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +37,61 @@ _CRF_STEP = 6  # ~half the bytes each time
 _MAX_CRF = 51
 
 
-class CompactSending:
+@dataclass(frozen=True, kw_only=True)
+class Compact(Strategy):
+    """A small proxy video of the sampled frames, ten minutes a request."""
+
+    name: ClassVar[str] = "compact"
+    summary: ClassVar[str] = "a small video of the sampled frames, 10 min a request"
+    travel: ClassVar[Travel] = Travel.STAGED
+    exact_decode: ClassVar[bool] = True
+    cpu_per_hour: ClassVar[float] = 266.0  # decoding every frame, encoding the sampled ones
+
+    proxy_size: int = setting(320, "--proxy-size", "compact: the proxy's shorter side in "
+                              "pixels, never upscaled (default 320)", low=64, high=4096,
+                              metavar="PX")
+    proxy_crf: int | None = setting(None, "--proxy-crf", "compact: x264 quality, 0-51, lower "
+                                    "is better and larger (default 30 at one sample a second "
+                                    "or fewer, lower for shorter --sample-ms: 28 at 500, 23 at "
+                                    "100)", low=0, high=51, metavar="CRF")
+
+    def crf(self, sample_ms: int) -> int:
+        return self.proxy_crf if self.proxy_crf is not None else sampler.proxy_crf(sample_ms)
+
+    def key(self, sample_ms: int) -> tuple[tuple[str, object], ...]:
+        return (("name", self.name), ("proxy_size", self.proxy_size), ("crf", self.crf(sample_ms)))
+
+    def prepare(self, info: VideoInfo, limits: Limits, folder: Path,
+                sample_ms: int) -> PreparedChunks:
+        return CompactChunks(self, sample_ms, info, limits, folder)
+
+    def cost(self, info: VideoInfo, plan: Plan, limits: Limits, sample_ms: int) -> Cost:
+        count = instants.grid(info, sample_ms).count
+        per_frame = costs.proxy_bytes_per_frame(info, self.proxy_size, self.crf(sample_ms),
+                                                sample_ms)
+        fixed, each = costs.MP4_OVERHEAD
+        total = count * (per_frame + each)
+        per_chunk = max(1, limits.max_duration_ms // sample_ms)
+        requests = costs.requests_for(count, per_chunk, total, limits.max_bytes)
+        return Cost(self.name, requests, total + requests * fixed, count,
+                    costs.cpu_seconds(info, self.cpu_per_hour, decodes=True), True)
+
+
+class CompactChunks:
     """The proxy of one video, its chunks and their bytes."""
 
-    def __init__(self, strategy: Strategy, info: VideoInfo, limits: Limits,
+    def __init__(self, strategy: Compact, sample_ms: int, info: VideoInfo, limits: Limits,
                  folder: Path) -> None:
         self.strategy = strategy
+        self.sample_ms = sample_ms
+        self.crf = strategy.crf(sample_ms)
         self.limits = limits
-        self.grid = instants.grid(info, strategy.sample_ms)
+        self.grid = instants.grid(info, sample_ms)
         self.length = instants.span(info)
-        self.per_chunk = limits.max_duration_ms // strategy.sample_ms
+        self.per_chunk = limits.max_duration_ms // sample_ms
         if self.per_chunk < 1:
             raise InputError(info.path, f"--max-seconds is shorter than one sample "
-                             f"({strategy.sample_ms} ms): a compact chunk holds one at least")
+                             f"({sample_ms} ms): a compact chunk holds one at least")
         self.keyint = max(1, self.per_chunk // 10)
         self._folder = folder
         self._name = info.path
@@ -60,12 +104,12 @@ class CompactSending:
         """The proxy file, made once: an earlier run's is taken as it is (renamed into place
         only when whole, and named by its command line)."""
         argv = sampler.proxy_argv(info.path, "OUT", self.grid, side=self.strategy.proxy_size,
-                                  crf=self.strategy.crf, keyint=self.keyint,
+                                  crf=self.crf, keyint=self.keyint,
                                   per_chunk=self.per_chunk)
         path = made_once(argv, self._folder, "proxy.mp4", video=info.path,
                          what="the compact proxy", seconds=info.duration_ms / 1000,
                          doing=f"encoding the compact proxy ({self.grid.count} frames, "
-                               f"{self.strategy.proxy_size} px, CRF {self.strategy.crf})")
+                               f"{self.strategy.proxy_size} px, CRF {self.crf})")
         self._tables[str(path)] = sampled_table(path, self.grid.count, video=info.path,
                                                 what="the compact proxy")
         return path
@@ -97,7 +141,7 @@ class CompactSending:
              depth: int) -> list[Chunk]:
         """Samples [first, end) of `path` (instant = sample + offset) as verified chunks."""
         table = self._table(path)
-        per_chunk = limits.max_duration_ms // self.strategy.sample_ms
+        per_chunk = limits.max_duration_ms // self.sample_ms
         out: list[Chunk] = []
         for a, b, fits in greedy(table, first, end, per_chunk, limits.max_bytes):
             if fits:
@@ -111,14 +155,14 @@ class CompactSending:
         """One chunk, verified: starts on a keyframe, every frame one interval long, within
         both limits."""
         size = mp4write.layout(table, a, b).size
-        ticks = self.strategy.sample_ms * table.timescale // 1000
+        ticks = self.sample_ms * table.timescale // 1000
         durations = table.durations[a:b]
         if not table.keys[a] or (durations != ticks).any():
             raise SegmentError(f"{path}: samples {a}-{b} do not start on a keyframe or are "
-                               f"not {self.strategy.sample_ms} ms apart")
-        if size > limits.max_bytes or (b - a) * self.strategy.sample_ms > limits.max_duration_ms:
+                               f"not {self.sample_ms} ms apart")
+        if size > limits.max_bytes or (b - a) * self.sample_ms > limits.max_duration_ms:
             raise SegmentError(f"{path}: samples {a}-{b} come to {size} bytes, over the limits")
-        start, stop = instants.bounds(a + offset, b + offset, self.strategy.sample_ms,
+        start, stop = instants.bounds(a + offset, b + offset, self.sample_ms,
                                       self.length)
         return Chunk(0, path, start, stop, size, b - a, reencoded, packets=(a, b))
 
@@ -126,9 +170,9 @@ class CompactSending:
                 depth: int) -> list[Chunk]:
         """Samples [a, b) encoded again smaller (a keyframe interval alone is over the byte
         limit), then cut like the rest."""
-        crf = min(_MAX_CRF, self.strategy.crf + _CRF_STEP * depth)
+        crf = min(_MAX_CRF, self.crf + _CRF_STEP * depth)
         if depth > _MAX_SHRINKS:
-            raise SegmentError(f"frames at {(a + offset) * self.strategy.sample_ms / 1000:.0f} s "
+            raise SegmentError(f"frames at {(a + offset) * self.sample_ms / 1000:.0f} s "
                                f"stay over {limits.max_bytes} bytes even encoded at CRF {crf}")
         log.warning("compact: frames %d-%d are %d bytes a keyframe interval, over the limit; "
                     "encoding them again at CRF %d", a + offset, b + offset,
@@ -136,17 +180,17 @@ class CompactSending:
         argv = sampler.shrink_argv(path, "OUT", a, b, crf=crf, keyint=max(1, (b - a) // 4))
         target = made_once(argv, Path(path).parent, f"{Path(path).stem}-{a}-{b}.mp4",
                            video=self._name, what="a smaller compact chunk",
-                           seconds=(b - a) * self.strategy.sample_ms / 1000)
+                           seconds=(b - a) * self.sample_ms / 1000)
         if len(self._table(str(target)).sizes) != b - a:
             raise SegmentError(f"{target}: re-encoding lost frames")
         return self._cut(str(target), 0, b - a, a + offset, limits, depth=depth)
 
     def _instant(self, start: Fraction) -> int:
-        return int(start * 1000 / self.strategy.sample_ms)
+        return int(start * 1000 / self.sample_ms)
 
     # -- requests ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def open(self, chunk: Chunk) -> Iterator[Media]:
+    def open(self, chunk: Chunk) -> Iterator[LocalVideo]:
         """The chunk's bytes: an MP4 of its samples, built from the proxy's sample table."""
         with ChunkMedia(self._table(chunk.path)).open(chunk) as media:
             yield media

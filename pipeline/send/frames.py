@@ -13,14 +13,24 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from pipeline.errors import InputError, SegmentError
 from pipeline.media import sampler
-from pipeline.send import instants
+from pipeline.send import costs, instants
 from pipeline.send.encoded import made_once, sampled_table
-from pipeline.send.strategy import Strategy
-from pipeline.types import DEFAULT_MAX_BYTES, Chunk, Limits, Media, SampleTable, VideoInfo
+from pipeline.send.strategy import Cost, PreparedChunks, Strategy, Travel, setting
+from pipeline.types import (
+    DEFAULT_MAX_BYTES,
+    Chunk,
+    ImageBatch,
+    Limits,
+    Plan,
+    SampleTable,
+    VideoInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +38,51 @@ log = logging.getLogger(__name__)
 IMAGE_MAX_BYTES = 20_000_000
 
 
-class FramesSending:
+@dataclass(frozen=True, kw_only=True)
+class Frames(Strategy):
+    """The sampled frames as JPEG images, up to 128 a request; any image model takes them."""
+
+    name: ClassVar[str] = "frames"
+    summary: ClassVar[str] = "the sampled frames as JPEG images, for any image model"
+    travel: ClassVar[Travel] = Travel.BYTES
+    cpu_per_hour: ClassVar[float] = 234.0  # decoding every frame, encoding the sampled ones
+
+    image_size: int = setting(320, "--image-size", "frames: the JPEGs' shorter side in "
+                              "pixels, never upscaled (default 320)", low=64, high=4096,
+                              metavar="PX")
+    image_quality: int = setting(4, "--image-quality", "frames: JPEG quality as ffmpeg's "
+                                 "-q:v, 2 (best) to 31 (default 4)", low=2, high=31, metavar="Q")
+    images_per_request: int = setting(128, "--images-per-request", "frames: images a request, "
+                                      "1-128 (default 128, Clarifai's maximum)", low=1,
+                                      high=128, metavar="N")
+
+    def key(self, sample_ms: int) -> tuple[tuple[str, object], ...]:
+        return (("name", self.name), ("image_size", self.image_size),
+                ("image_quality", self.image_quality),
+                ("images_per_request", self.images_per_request))
+
+    def prepare(self, info: VideoInfo, limits: Limits, folder: Path,
+                sample_ms: int) -> PreparedChunks:
+        return FramesChunks(self, sample_ms, info, limits, folder)
+
+    def cost(self, info: VideoInfo, plan: Plan, limits: Limits, sample_ms: int) -> Cost:
+        count = instants.grid(info, sample_ms).count
+        total = round(count * costs.jpeg_bytes_per_image(info, self.image_size,
+                                                          self.image_quality))
+        requests = costs.requests_for(count, self.images_per_request, total, limits.max_bytes)
+        return Cost(self.name, requests, total, count,
+                    costs.cpu_seconds(info, self.cpu_per_hour, decodes=True), True)
+
+
+class FramesChunks:
     """One video's sampled frames as JPEGs, and the batches of them that requests carry."""
 
-    def __init__(self, strategy: Strategy, info: VideoInfo, limits: Limits,
+    def __init__(self, strategy: Frames, sample_ms: int, info: VideoInfo, limits: Limits,
                  folder: Path) -> None:
         self.strategy = strategy
+        self.sample_ms = sample_ms
         self.limits = limits
-        self.grid = instants.grid(info, strategy.sample_ms)
+        self.grid = instants.grid(info, sample_ms)
         self.length = instants.span(info)
         self._folder = folder
         path, self.table = self._extract(info)
@@ -86,15 +133,15 @@ class FramesSending:
                     b == a or total + int(sizes[b]) <= max_bytes):
                 total += int(sizes[b])
                 b += 1
-            start, stop = instants.bounds(a, b, self.strategy.sample_ms, self.length)
+            start, stop = instants.bounds(a, b, self.sample_ms, self.length)
             out.append(Chunk(len(out), self.source, start, stop, total, b - a, packets=(a, b)))
             a = b
         return out
 
     # -- requests ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def open(self, chunk: Chunk) -> Iterator[Media]:
-        yield Media(images=self.images(chunk))
+    def open(self, chunk: Chunk) -> Iterator[ImageBatch]:
+        yield ImageBatch(self.images(chunk))
 
     def images(self, chunk: Chunk) -> tuple[bytes, ...]:
         """The batch's JPEGs, read from the images file."""

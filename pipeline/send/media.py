@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 
 from pipeline.media import mp4write
-from pipeline.types import Chunk, Media, SampleTable
+from pipeline.types import Chunk, LocalVideo, SampleTable, VideoBytes, VideoFile
 
 
 class ChunkMedia:
@@ -19,11 +19,11 @@ class ChunkMedia:
         self._table = table
 
     @contextlib.contextmanager
-    def open(self, chunk: Chunk) -> Iterator[Media]:
+    def open(self, chunk: Chunk) -> Iterator[LocalVideo]:
         if chunk.packets is None:
-            yield Media(path=chunk.path)
+            yield VideoFile(chunk.path)
             return
-        yield Media(data=self.build(chunk))
+        yield VideoBytes(self.build(chunk))
 
     def build(self, chunk: Chunk) -> bytes:
         """The in-memory chunk's bytes: the same as `split` writes for it."""

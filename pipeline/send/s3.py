@@ -12,39 +12,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.types import S3Name
 
 # botocore logs the Authorization header, session tokens and presigning's canonical request
 # (enough to rebuild a presigned URL) at DEBUG; `-vv` must never show them.
 _NOISY = ("boto3", "botocore", "s3transfer", "urllib3")
 _LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class S3Name:
-    """s3://bucket/key; for a staging place the key is a prefix (maybe empty)."""
-
-    bucket: str
-    key: str = ""
-
-    @classmethod
-    def parse(cls, text: str, what: str = "--stage") -> S3Name:
-        if not text.lower().startswith("s3://"):
-            raise ConfigError(f"{what} takes s3://BUCKET/PREFIX, not {text!r}")
-        bucket, _, key = text[5:].partition("/")
-        if not bucket or "@" in bucket or ":" in bucket:
-            raise ConfigError(f"{what} takes s3://BUCKET/PREFIX, not {text!r}")
-        return cls(bucket, key)
-
-    def child(self, *parts: str) -> S3Name:
-        return S3Name(self.bucket, "/".join(p.strip("/") for p in (self.key, *parts)
-                                             if p.strip("/")))
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
 
 
 def quiet_loggers() -> None:

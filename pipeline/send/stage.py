@@ -16,8 +16,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, StagingError
 from pipeline.send import s3
-from pipeline.send.s3 import S3Name
-from pipeline.types import Media
+from pipeline.types import LocalVideo, S3Name, VideoBytes
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +48,17 @@ class Stager:
             raise ConfigError(s3.failure(exc, "--stage: cannot use", self.place,
                                          bucket=True)) from None
 
-    def put(self, name: S3Name, media: Media) -> None:
+    def put(self, name: S3Name, media: LocalVideo) -> None:
         """Upload a chunk's bytes (from memory) or file."""
         from boto3.s3.transfer import TransferConfig
         config = TransferConfig(multipart_threshold=16 * _MIB, multipart_chunksize=16 * _MIB,
                                 max_concurrency=4)
         extra = {"ContentType": "video/mp4"}
         try:
-            if media.data is not None:
+            if isinstance(media, VideoBytes):
                 self.client.upload_fileobj(io.BytesIO(media.data), name.bucket, name.key,
                                            ExtraArgs=extra, Config=config)
             else:
-                assert media.path is not None
                 self.client.upload_file(media.path, name.bucket, name.key, ExtraArgs=extra,
                                         Config=config)
         except Exception as exc:

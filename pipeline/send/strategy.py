@@ -1,63 +1,62 @@
-"""Strategies: what the requests for one video carry (`--strategy`).
+"""A strategy: what the requests for one video carry (`--strategy`), and everything that follows
+from that choice. Each strategy is one class (`send.copy.Copy`, `send.compact.Compact`,
+`send.frames.Frames`), registered once (`send.strategies.STRATEGIES`), from which the command
+line's choices and options and `plan`'s cost table are made. A strategy owns:
 
-- `copy` (the default): the source's own chunks, stream-copied at keyframes (`segment.split`).
-- `compact`: a proxy video holding only the sampled frames, each shown for its whole interval,
-  cut at multiples of sample_ms (`send.compact`): ten minutes a request, a few MB.
-- `frames`: the sampled frames as JPEG image inputs, up to 128 a request (`send.frames`); any
-  image model takes them.
-
-Here: a strategy and its settings (`Strategy`) and what each strategy gives for a video
-(`Sending`: its chunks, how one is opened for a request, how one the API refused as too large is
-cut again smaller). `send.prepare` makes a video's `Sending`."""
+- its settings: dataclass fields declared with `setting()` (flag, help, range);
+- its part of the run key (`key`): a change of it redoes a video;
+- how it prepares a video (`prepare`): its `PreparedChunks`, the video's chunks and their media;
+- what it costs (`cost`), for `plan`;
+- how its requests travel (`travel`): by reference, staged, or always as bytes."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
-from pipeline.media import sampler
-from pipeline.types import Chunk, Limits, Media
-
-STRATEGIES = ("copy", "compact", "frames")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Strategy:
-    """A strategy and its settings (measured defaults: `media.sampler`)."""
-
-    name: str = "copy"
-    sample_ms: int = 1000
-    proxy_size: int = 320  # compact: the proxy's short side, px (never upscaled)
-    proxy_crf: int | None = None  # compact: x264 CRF; None: by sample_ms (sampler.proxy_crf)
-    image_size: int = 320  # frames: the JPEGs' short side, px (never upscaled)
-    image_quality: int = 4  # frames: ffmpeg's mjpeg -q:v, 2 (best) to 31
-    images_per_request: int = 128  # frames: Clarifai's documented maximum
-
-    @classmethod
-    def of(cls, settings: Any) -> Strategy:
-        """The strategy a Settings names."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**{n: getattr(settings, "strategy" if n == "name" else n) for n in names})
-
-    @property
-    def crf(self) -> int:
-        return self.proxy_crf if self.proxy_crf is not None else sampler.proxy_crf(self.sample_ms)
-
-    def key(self) -> tuple[tuple[str, object], ...]:
-        """What a video's results depend on besides the rest of the run key: a change redoes
-        it. Empty for copy, so runs made before strategies existed stay done."""
-        if self.name == "compact":
-            return (("name", "compact"), ("proxy_size", self.proxy_size), ("crf", self.crf))
-        if self.name == "frames":
-            return (("name", "frames"), ("image_size", self.image_size),
-                    ("image_quality", self.image_quality),
-                    ("images_per_request", self.images_per_request))
-        return ()
+from pipeline import validate
+from pipeline.types import Chunk, Limits, Media, Plan, VideoInfo
 
 
-class Sending(Protocol):
+class Travel(enum.Enum):
+    """How a strategy's requests reach the API (URL mode, to an API: `--mode url`)."""
+
+    BY_REFERENCE = "the source's own URL when it fits as it is; else staged, or bytes"
+    STAGED = "staged in storage and sent by URL in URL mode; else bytes"
+    BYTES = "always as bytes (images: a few MB a request)"
+
+
+def setting(default: Any, flag: str, help: str, *, low: float | None = None,
+            high: float | None = None, metavar: str | None = None) -> Any:
+    """A strategy's setting: its default, the flag that sets it (with VIDEO_PIPELINE_<NAME>),
+    its help and its range travel with the field; the command line's options are made from
+    these (`_cli.options`)."""
+    return dataclasses.field(default=default, metadata={
+        "flag": flag, "help": help, "low": low, "high": high, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One strategy's cost for one video; `estimated` when bytes are not known exactly."""
+
+    strategy: str
+    requests: int
+    bytes: int
+    frames_billed: int
+    cpu_seconds: float
+    estimated: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"strategy": self.strategy, "requests": self.requests, "bytes": self.bytes,
+                "frames_billed": self.frames_billed, "client_cpu_s": round(self.cpu_seconds, 2),
+                "estimated": self.estimated}
+
+
+class PreparedChunks(Protocol):
     """One video's chunks under a strategy, and what a request carries for each."""
 
     source: str  # the file the in-memory chunks are cut from (the source, the proxy, ...)
@@ -73,3 +72,46 @@ class Sending(Protocol):
     def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
         """`chunk` cut again under `limits` (the API said it was too large); times kept."""
         ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """What a strategy is; the subclasses hold its settings as fields."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for --help
+    travel: ClassVar[Travel]
+    lists_cuts: ClassVar[bool] = False  # `plan` shows its chunk list (copy's cuts of the source)
+    exact_decode: ClassVar[bool] = False  # its chunks' neighbouring frames are whole intervals
+    # apart: the local model decodes every frame, never the nearest reference frame
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            meta = field.metadata
+            if meta.get("low") is not None:
+                validate.at_least(meta["flag"], getattr(self, field.name), meta["low"],
+                                  at_most=meta["high"])
+
+    @property
+    def keeps_audio(self) -> bool:
+        """Whether its chunks carry the audio track (part of every run key)."""
+        return False
+
+    def key(self, sample_ms: int) -> tuple[tuple[str, object], ...]:
+        """What a video's results depend on besides the rest of the run key: a change redoes
+        it."""
+        raise NotImplementedError
+
+    def prepare(self, info: VideoInfo, limits: Limits, folder: Path,
+                sample_ms: int) -> PreparedChunks:
+        """What this strategy sends for the probed video `info` (scratch files in `folder`)."""
+        raise NotImplementedError
+
+    def cost(self, info: VideoInfo, plan: Plan, limits: Limits, sample_ms: int) -> Cost:
+        """What it would cost to send `info` (`plan` is its copy plan), for `plan`."""
+        raise NotImplementedError
+
+    @classmethod
+    def settings(cls) -> tuple[dataclasses.Field[Any], ...]:
+        """Its settings, each with its flag, help and range."""
+        return tuple(f for f in dataclasses.fields(cls) if "flag" in f.metadata)

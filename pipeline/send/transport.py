@@ -1,10 +1,11 @@
-"""How one video's chunks travel: their bytes (bytes mode), staged objects' URLs (URL mode), or
-the source's own URL (a URL source that fits the limits as it is).
+"""How one video's chunks travel (its transport): their bytes (bytes mode), staged objects' URLs
+(URL mode), or the source's own URL (a URL source that fits the limits as it is).
 
-A sender's `session()` gives the opener `predict_chunk` uses for one chunk (and the pieces it may
-be re-split into); whatever the session staged is removed when it closes, which `VideoJob` does
-once the chunk's result is saved (or the chunk has failed). `sweep()` removes everything staged
-for the video, left by a run that crashed or a delete that failed."""
+A transport's `session()` gives the function `predict_chunk` opens a chunk's media with (and
+the pieces it may be re-split into); whatever the session staged is removed when it closes,
+which the video's run does once the chunk's result is saved (or the chunk has failed).
+`sweep()` removes everything staged for the video, left by a run that crashed or a delete that
+failed."""
 
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from pipeline.predict import Opener
-from pipeline.send.s3 import S3Name
+from pipeline.predict import MediaOf
 from pipeline.send.stage import Stager
-from pipeline.types import Chunk, Media
+from pipeline.types import Chunk, Media, S3Name, VideoBytes, VideoFile, VideoUrl
 
 log = logging.getLogger(__name__)
 
@@ -27,36 +27,43 @@ log = logging.getLogger(__name__)
 Lifetime = Callable[[Chunk, int], float]
 
 
-class Opens(Protocol):
-    """What opens a chunk's media for one request (send.media.ChunkMedia, a strategy's)."""
+class HasMedia(Protocol):
+    """What opens a chunk's media for one request (send.media.ChunkMedia, a strategy's
+    prepared chunks)."""
 
     def open(self, chunk: Chunk) -> contextlib.AbstractContextManager[Media]: ...
 
 
-class Sender(Protocol):
-    def session(self) -> contextlib.AbstractContextManager[Opener]: ...
+class Transport(Protocol):
+    """How one video's chunks reach the API."""
 
-    def sweep(self) -> None: ...
+    def session(self) -> contextlib.AbstractContextManager[MediaOf]:
+        """What opens a chunk's media for its requests; what it staged goes when it closes."""
+        ...
+
+    def sweep(self) -> None:
+        """Remove everything staged for the video (a crashed run's, a failed delete's)."""
+        ...
 
 
-class BytesSender:
+class BytesTransport:
     """Every request carries the chunk's own bytes."""
 
-    def __init__(self, media: Opens) -> None:
+    def __init__(self, media: HasMedia) -> None:
         self._media = media
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Opener]:
+    def session(self) -> Iterator[MediaOf]:
         yield self._media.open
 
     def sweep(self) -> None:
         pass
 
 
-class StagingSender:
+class StagingTransport:
     """Every request carries a presigned URL of the chunk, uploaded under `folder`."""
 
-    def __init__(self, media: Opens, stager: Stager, folder: S3Name, lifetime: Lifetime,
+    def __init__(self, media: HasMedia, stager: Stager, folder: S3Name, lifetime: Lifetime,
                  *, keep: bool = False) -> None:
         self._media = media
         self._stager = stager
@@ -65,7 +72,7 @@ class StagingSender:
         self._keep = keep
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Opener]:
+    def session(self) -> Iterator[MediaOf]:
         staged: list[S3Name] = []
         try:
             yield functools.partial(self._open, staged=staged)
@@ -75,7 +82,7 @@ class StagingSender:
                     self._stager.delete(name)
 
     @contextlib.contextmanager
-    def _open(self, chunk: Chunk, *, staged: list[S3Name]) -> Iterator[Media]:
+    def _open(self, chunk: Chunk, *, staged: list[S3Name]) -> Iterator[VideoUrl]:
         name = self.folder.child(f"chunk-{chunk.start_ms:09d}-{chunk.end_ms:09d}.mp4")
         made = itertools.count()
 
@@ -84,10 +91,12 @@ class StagingSender:
                 staged.append(name)  # before the upload: a half-done one is removed too
             # A built chunk's bytes are held for the upload only, not while the API works.
             with self._media.open(chunk) as local:
+                if not isinstance(local, VideoFile | VideoBytes):  # sends_urls rules them out
+                    raise TypeError(f"only videos made here are staged, not {local!r}")
                 self._stager.put(name, local)
             return self._stager.presign(name, self._lifetime(chunk, next(made)))
 
-        yield Media(url=stage(), label=str(name), refresh=stage)
+        yield VideoUrl(stage(), str(name), refresh=stage)
 
     def sweep(self) -> None:
         if self._keep:
@@ -97,7 +106,7 @@ class StagingSender:
             log.info("removed %d staged chunk(s) left under %s", removed, self.folder)
 
 
-class ReferenceSender:
+class ReferenceTransport:
     """The source is sent as it is, by reference: every request carries `url(seconds)` (a fresh
     presigned URL of an object in storage, valid that long, or the http(s) URL as given)."""
 
@@ -107,17 +116,17 @@ class ReferenceSender:
         self._label = label
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Opener]:
+    def session(self) -> Iterator[MediaOf]:
         yield self._open
 
     @contextlib.contextmanager
-    def _open(self, chunk: Chunk) -> Iterator[Media]:
+    def _open(self, chunk: Chunk) -> Iterator[VideoUrl]:
         made = itertools.count()
 
         def url() -> str:
             return self._url(self._lifetime(chunk, next(made)))
 
-        yield Media(url=url(), label=self._label, refresh=url)
+        yield VideoUrl(url(), self._label, refresh=url)
 
     def sweep(self) -> None:
         pass

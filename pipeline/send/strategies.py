@@ -1,0 +1,33 @@
+"""The strategies, registered once: the command line's choices and options, `plan`'s cost table
+and the settings are all made from this registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline import validate
+from pipeline.send.compact import Compact
+from pipeline.send.copy import Copy
+from pipeline.send.frames import Frames
+from pipeline.send.strategy import Strategy
+
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Copy, Compact, Frames)}
+DEFAULT = Copy.name
+
+
+def named(name: str, values: Mapping[str, Any] | None = None) -> Strategy:
+    """The strategy `name`, with its settings taken from `values` (option names to values;
+    what is missing keeps its default, what belongs to other strategies is not its concern)."""
+    validate.one_of("--strategy", name, tuple(STRATEGIES))
+    return _made(STRATEGIES[name], values or {})
+
+
+def every(values: Mapping[str, Any] | None = None) -> list[Strategy]:
+    """Every strategy, each with its settings from `values` (for `plan`'s cost table)."""
+    return [_made(cls, values or {}) for cls in STRATEGIES.values()]
+
+
+def _made(cls: type[Strategy], values: Mapping[str, Any]) -> Strategy:
+    return cls(**{f.name: values[f.name] for f in cls.settings() if values.get(f.name)
+                  is not None})
