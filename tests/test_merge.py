@@ -16,6 +16,8 @@ from pipeline.predict import MAX_RESPLITS, halved, predict_chunk
 from pipeline.sampling import clarifai_grid
 from pipeline.types import Chunk, ChunkResult, Concept, Frame, Limits, Media, ModelInfo, to_ms
 
+pytestmark = pytest.mark.pure
+
 SFW = (Concept("ai_RT20lm2Q", "sfw", 0.9),)
 
 
