@@ -27,7 +27,7 @@ from pipeline.serve.server import Fault, Server
 from pipeline.settings import Settings
 from pipeline.types import Chunk, Media
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = "test-key-4f1d9a7c"
 REPO = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from batch_support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = "test-key-settle-9f3a"
 SETTLE = {"VIDEO_PIPELINE_SETTLE_SECONDS": "2"}

@@ -28,7 +28,7 @@ from pipeline.serve.server import ServeConfig, Server
 from pipeline.settings import Settings
 from pipeline.types import Limits
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = "strategies-key-7d1e"
 SECONDS = 32  # 32 instants at 1000 ms
