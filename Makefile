@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE := sample_videos/demo-720p.mp4
 
 NODE   := tests/node
-.PHONY: install ffmpeg chromium node demo test lint typecheck mutation bench clean
+.PHONY: install ffmpeg chromium node demo check test lint typecheck mutation bench clean
 
 install: ffmpeg chromium node $(VENV)/.installed $(NODE)/node_modules/.installed
 
@@ -66,6 +66,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The fast tier, for the edit-test loop (under a minute): lint, types and the pure tests, which
+# run in the pytest process alone (no ffmpeg, server, browser, Node.js, moto or Dask; the
+# tiers: tests/tiers.py). Needs only the Python environment.
+check: $(VENV)/.installed
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q -m pure
+
+# Everything CI must prove: every test, whatever its tier.
 test: install lint typecheck
 	$(BIN)/pytest -q
 

@@ -16,6 +16,10 @@ from hypothesis import settings
 from media import ffmpeg, testsrc
 from PIL import Image
 
+# Every test module's tier (pure or integration) is checked at collection, and a pure test that
+# starts a process or uses the network fails: tests/tiers.py.
+pytest_plugins = ["tiers"]
+
 # `make mutation` (--hypothesis-profile=mutation): the same examples for every mutant, and no
 # example database carried from one mutant to the next, so a score is reproducible.
 settings.register_profile("mutation", derandomize=True, database=None)

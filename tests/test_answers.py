@@ -31,6 +31,8 @@ from pipeline.output.exports import frames_jsonl
 from pipeline.sampling import clarifai_grid
 from pipeline.types import Chunk, ChunkResult, Concept, Frame, to_ms
 
+pytestmark = pytest.mark.integration
+
 KEY = "answers-key-31c9"
 BAD_FROM = 15  # seconds: the crafted server spoils its answers for chunks at least this long
 OK = status_pb2.Status(code=status_code_pb2.SUCCESS, description="Ok")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import pytest
+
 from pipeline.media import ffargs
 from pipeline.media.decode import decode_argv
 from pipeline.media.proc import media_input
 from pipeline.sampling import Grid
 from pipeline.types import Limits, StreamInfo, VideoInfo
+
+pytestmark = pytest.mark.pure
 
 
 def info(path: str = "in.mkv", audio: str | None = "aac") -> VideoInfo:

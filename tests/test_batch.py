@@ -30,6 +30,8 @@ from pipeline.batch import download, identity, inputs
 from pipeline.batch.locks import VideoLock
 from pipeline.errors import InputError, LockedError
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def batch_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -27,6 +27,8 @@ from pipeline.serve.server import Fault, Server
 from pipeline.settings import Settings
 from pipeline.types import Chunk, Media, VideoFile
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KEY = "test-key-4f1d9a7c"
 REPO = Path(__file__).resolve().parents[1]
 

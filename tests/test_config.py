@@ -17,6 +17,8 @@ from pipeline._cli import options
 from pipeline._cli.main import build_parser
 from pipeline.errors import ConfigError
 
+pytestmark = pytest.mark.integration
+
 NUMERIC = ["SAMPLE_MS", "MAX_BYTES", "MAX_SECONDS", "CONCURRENCY", "RATE_LIMIT", "LOCK_WAIT",
            "DOWNLOAD_MAX_BYTES", "DOWNLOAD_TIMEOUT"]
 

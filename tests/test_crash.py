@@ -24,6 +24,8 @@ from batch_support import (
     wait_for,
 )
 
+pytestmark = pytest.mark.integration
+
 KEY = "test-key-not-secret"
 
 

@@ -34,6 +34,8 @@ from pipeline._cli.main import main
 from pipeline.batch.dask_engine import rate_shares
 from pipeline.serve.server import Server
 
+pytestmark = [pytest.mark.integration, pytest.mark.dask, pytest.mark.slow]
+
 DASK = str(Path(sys.executable).parent / "dask")
 KEY = "dask-test-key"
 

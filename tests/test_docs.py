@@ -14,6 +14,8 @@ import pytest
 from pipeline._cli import options
 from pipeline._cli.main import build_parser
 
+pytestmark = pytest.mark.pure
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PAGES = sorted([REPO / "README.md", *DOCS.glob("*.md")])

@@ -27,6 +27,8 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Server
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KEY = "test-key-downloads"
 BUCKET = "videos"
 

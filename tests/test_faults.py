@@ -26,6 +26,8 @@ from batch_support import (
 
 from pipeline.serve.server import Fault, Server
 
+pytestmark = pytest.mark.integration
+
 KEY = "test-key-faults-2b7e"
 
 

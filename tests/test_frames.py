@@ -18,6 +18,8 @@ from pipeline.backends import embedded
 from pipeline.backends.models import NSFW
 from pipeline.media import decode
 
+pytestmark = pytest.mark.integration
+
 RATE = 10  # frames per second of the counter video
 
 

@@ -11,6 +11,8 @@ import media
 import pytest
 from batch_support import by_source, run_cli, summary
 
+pytestmark = pytest.mark.integration
+
 
 def timeline_of(out: Path) -> dict[str, object]:
     (path,) = out.glob("*/timeline.json")

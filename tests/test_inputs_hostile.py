@@ -20,6 +20,8 @@ from batch_support import REPO, by_source, run_cli, summary
 
 from pipeline.batch import inputs
 
+pytestmark = pytest.mark.integration
+
 BOM = "\ufeff"
 
 

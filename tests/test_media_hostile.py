@@ -37,6 +37,8 @@ from pipeline.media import decode, proc
 from pipeline.probe import ffprobe_argv, probe
 from pipeline.sampling import Grid
 
+pytestmark = pytest.mark.integration
+
 MAX_PEAK_MB = 400
 
 

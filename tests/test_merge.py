@@ -26,6 +26,8 @@ from pipeline.types import (
     to_ms,
 )
 
+pytestmark = pytest.mark.pure
+
 SFW = (Concept("ai_RT20lm2Q", "sfw", 0.9),)
 
 

@@ -7,7 +7,11 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pipeline.serve.server import Server
+
+pytestmark = [pytest.mark.integration, pytest.mark.node]
 
 KEY = "node-test-key"
 NODE = Path(__file__).resolve().parent / "node"

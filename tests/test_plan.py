@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.plan import Overhead, plan_chunks, whole_plan
 from pipeline.types import Limits, Packet, Packets, PacketScan, PlannedChunk
+
+pytestmark = pytest.mark.pure
 
 OVERHEAD = Overhead()
 

@@ -12,6 +12,8 @@ import pytest
 from pipeline import probe as probing
 from pipeline.media import mp4read as mp4
 
+pytestmark = pytest.mark.integration
+
 
 def relative(scanned: probing.Scanned) -> list[tuple[int, int, bool]]:
     origin = min(p.pts for p in scanned.packets)

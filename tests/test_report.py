@@ -18,6 +18,8 @@ from pipeline.output import timeline
 from pipeline.output.report.chart import binned_max
 from pipeline.types import Concept, Frame
 
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
 CONCEPTS = ["person", "car", "dog", "text", "sfw"]
 
 

@@ -25,6 +25,8 @@ from pipeline.output.files import atomic_write_lines
 from pipeline.output.segments import Rules, Segment, find_segments
 from pipeline.types import Concept, Frame
 
+pytestmark = pytest.mark.integration
+
 MAX_BYTES = "400000"  # the 30 s video in several chunks
 
 

@@ -18,6 +18,8 @@ from pipeline.backends.ratelimit import RateLimiter
 from pipeline.backends.retry import RetryConfig, policy
 from pipeline.errors import AuthError, TransientBackendError, UnreachableError
 
+pytestmark = pytest.mark.pure
+
 CONFIG = RetryConfig(attempts=5, base=0.5, cap=30.0, throttle_floor=2.0)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from media import ffmpeg
 
+pytestmark = pytest.mark.integration
+
 SRC = str(Path(__file__).resolve().parent.parent)
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.sampling import Grid, clarifai_grid, global_grid
+
+pytestmark = pytest.mark.pure
 
 F = Fraction
 

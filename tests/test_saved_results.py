@@ -22,6 +22,8 @@ from pipeline.output.exports import Outputs, write_outputs
 from pipeline.output.segments import Rules
 from pipeline.serve.server import ServeConfig, Server
 
+pytestmark = pytest.mark.integration
+
 KEY = "saved-results-key-5a0e"
 
 

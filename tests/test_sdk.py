@@ -16,6 +16,8 @@ from clarifai.client.model import Model
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Server
 
+pytestmark = [pytest.mark.integration, pytest.mark.sdk]
+
 KEY = "sdk-test-key"
 VERSION = "aa47919c9a8d4d94bfa283121281bcc4"
 CONCEPTS = {("ai_RT20lm2Q", "sfw"), ("ai_KxzHKtPl", "nsfw")}

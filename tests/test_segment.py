@@ -17,6 +17,8 @@ from pipeline.segment import SegmentOptions, split
 from pipeline.send.media import ChunkMedia
 from pipeline.types import Chunk, Limits
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 SMALL = Limits("bytes", 400_000, 600_000)
 
 

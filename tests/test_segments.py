@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from pipeline.output.segments import ConceptSegments, Rules, Segment, find_segments
 from pipeline.types import Concept, Frame
+
+pytestmark = pytest.mark.pure
 
 
 def frames(values: Sequence[float | None], *, sample_ms: int = 1000, first: int = 500,

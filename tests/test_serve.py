@@ -23,6 +23,8 @@ from clarifai_grpc.grpc.api.status import status_code_pb2
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Server
 
+pytestmark = pytest.mark.integration
+
 KEY = "serve-test-key"
 METADATA = (("authorization", f"Key {KEY}"),)
 REPO = Path(__file__).resolve().parents[1]

@@ -30,6 +30,8 @@ from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Server
 from pipeline.settings import Settings
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KEY = "limits-test-key"
 METADATA = (("authorization", f"Key {KEY}"),)
 GB = 1 << 30

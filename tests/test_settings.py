@@ -16,6 +16,8 @@ from pipeline.output.segments import Rules
 from pipeline.settings import Settings
 from pipeline.types import Limits
 
+pytestmark = pytest.mark.pure
+
 
 def run_settings(*argv: str, **environ: str) -> Settings:
     args = build_parser().parse_args(["run", "x.mp4", "--out", "o", *argv])

@@ -26,6 +26,8 @@ from batch_support import (
     wait_for,
 )
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KEY = "test-key-settle-9f3a"
 SETTLE = {"VIDEO_PIPELINE_SETTLE_SECONDS": "2"}
 

@@ -21,6 +21,8 @@ from clarifai_grpc.grpc.api import service_pb2, service_pb2_grpc
 from pipeline.batch.identity import video_id
 from pipeline.batch.locks import VideoLock
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KEY = "test-key-stopping-51c0"
 LIMIT_S = 10.0
 

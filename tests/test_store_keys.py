@@ -6,8 +6,12 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
+import pytest
+
 from pipeline.batch.store import RunKey
 from pipeline.types import Chunk, Limits, ModelInfo
+
+pytestmark = pytest.mark.pure
 
 KEY = RunKey("clarifai", ModelInfo("nsfw-recognition", "NSFW"), 1000,
              Limits("bytes", 10_000_000, 600_000), False)

@@ -27,6 +27,8 @@ from pipeline.serve.server import ServeConfig, Server
 from pipeline.settings import Settings
 from pipeline.types import ImageBatch, Limits, VideoBytes
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KEY = "strategies-key-7d1e"
 SECONDS = 32  # 32 instants at 1000 ms
 # compact: chunks of 8 s (4 requests); frames: 8 images a request (4 requests).

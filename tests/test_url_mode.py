@@ -30,6 +30,9 @@ from pipeline.serve.server import Server
 from pipeline.settings import Settings
 from pipeline.types import Chunk
 
+pytestmark = [pytest.mark.integration, pytest.mark.s3, pytest.mark.dask,
+              pytest.mark.slow]
+
 KEY = "test-key-url-mode"
 SECRETS = (FAKE_AWS["AWS_SECRET_ACCESS_KEY"], FAKE_AWS["AWS_ACCESS_KEY_ID"], "X-Amz-Signature",
            "X-Amz-Credential", KEY)

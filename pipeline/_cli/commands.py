@@ -8,11 +8,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline._cli import options
+from pipeline._cli.main import ExitCode
 
-EXIT_OK, EXIT_FAILED = 0, 1
+if TYPE_CHECKING:
+    from pipeline.serve.server import ServeConfig
 
 
 def emit(text: str, *, err: bool = False) -> None:
@@ -24,7 +26,7 @@ def cmd_probe(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
     from pipeline.probe import probe
     info = probe(args.video)
     emit(json.dumps(render.probe_dict(info), indent=2) if args.json else render.probe_text(info))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
@@ -40,7 +42,7 @@ def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> 
              for s in strategies.every(options.strategy_values(args, environ))]
     emit(json.dumps(render.plan_dict(info, plan, found, settings.strategy), indent=2)
          if args.json else render.plan_text(info, plan, found, settings.strategy))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
@@ -61,7 +63,7 @@ def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
         raise io_failure(exc) or exc from None
     emit("\n".join(f"{c.path}\t{c.start_ms}\t{c.end_ms}\t{c.size_bytes}" for c in chunks))
     emit(f"{len(chunks)} chunks; list in {listing}", err=True)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
@@ -89,7 +91,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> i
         later = f", {deferred} deferred (still being written)" if deferred else ""
         emit(f"{done} of {len(outcomes)} inputs done{later}; results in {args.out}/ "
              f"(summary.json, <VIDEO_ID>/timeline.json)")
-    return EXIT_FAILED if failed or summary_error else EXIT_OK
+    return ExitCode.FAILED if failed or summary_error else ExitCode.OK
 
 
 def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[list[Any], Any]:
@@ -118,12 +120,45 @@ def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -
         raise InputError(str(path), "neither a video's results (timeline.json) nor a run's "
                                     "--out (summary.json)")
     emit("\n".join(written))
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeConfig:
+    """serve's settings: its flags, then the environment, then the defaults."""
+    from pipeline.serve.inputs import InputLimits
+    from pipeline.serve.server import ServeConfig
+    values = options.resolve(args, options.SERVE, environ)
+    limits = InputLimits(**{name: values.pop(name) for name in options.SERVE_LIMITS})
+    faults = values.pop("fault_codes")
+    if faults:  # none named: ServeConfig's default, every retryable code
+        values["faults"] = faults
+    return ServeConfig(limits=limits, **values)
 
 
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline.serve import cli as serve_cli
-    return serve_cli.run(args, environ)
+    """Serve until SIGTERM or Ctrl-C; requests in flight then have signals.SERVE_GRACE_S to
+    finish, and the process ends, whatever they are doing."""
+    from pipeline._cli import signals
+    from pipeline.errors import ConfigError
+    from pipeline.serve import memory
+    from pipeline.serve.server import Server
+    server = Server(serve_config(args, environ))
+    memory.map_large_allocations()
+    with signals.event_on_signals() as stop:
+        try:
+            port = server.start()
+        except OSError as exc:
+            raise ConfigError(str(exc)) from None
+        emit(f"serving on {server.config.host}:{port}", err=True)
+        while not stop.wait(0.5):
+            pass
+        finished = server.stop(signals.SERVE_GRACE_S)
+        emit("stopped", err=True)
+    if not finished:
+        # A request stuck where no check reaches would keep the interpreter waiting for its
+        # thread at exit; the log is closed and stderr flushed, so nothing is lost.
+        signals.exit_now(ExitCode.OK)
+    return ExitCode.OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Mapping[str, str], str], int]] = {

@@ -1,14 +1,12 @@
 """The command line: parse, read the environment once into settings, call the library, and turn
-every error into one line and an exit code. No traceback reaches the user (-vv logs one).
-
-Exit codes: 0 every input done (or skipped as already done); 1 at least one input failed (the
-others are done and kept); 2 usage or configuration error, nothing processed, or a refused key
-that stopped the run; 130 interrupted."""
+every error into one line and an exit code (`ExitCode`, the one map of them). No traceback
+reaches the user (-vv logs one)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -17,11 +15,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline import __version__
-from pipeline._cli import commands, options
+from pipeline._cli import options
 from pipeline.errors import AuthError, ConfigError, InputError, Interrupted, PipelineError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("pipeline")
+
+
+class ExitCode(enum.IntEnum):
+    """What every command exits with; the only place exit codes are defined.
+
+    OK: every input done (or skipped as already done; inputs deferred as still being written
+    do not count as failed); `serve` stopped by a signal. FAILED: at least one input failed
+    (the others are done and kept). USAGE: usage or configuration error, nothing processed,
+    or a refused key that stopped the run. BUDGET: stopped by --max-billed-frames (rerun with
+    a larger budget to finish); reserved for that coming option, nothing returns it yet.
+    INTERRUPTED: stopped by SIGTERM or Ctrl-C (128 + SIGINT, what shells and schedulers read
+    as interrupted); rerun to resume."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    BUDGET = 3
+    INTERRUPTED = 130
 
 
 def _common() -> argparse.ArgumentParser:
@@ -44,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _media_commands(sub, common)
     _run_command(sub, common)
     _report_command(sub, common)
-    from pipeline.serve import cli as serve_cli
-    serve_cli.add_parser(sub, parents=[common])
+    _serve_command(sub, common)
     return parser
 
 
@@ -100,12 +114,20 @@ def _report_command(sub: Any, common: argparse.ArgumentParser) -> None:
     options.add_all(p, options.SEGMENTS)
 
 
+def _serve_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[common],
+                       help="serve the embedded model over Clarifai's gRPC protocol")
+    options.add_all(p, options.SERVE)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    # Imported here: commands imports ExitCode from this module.
+    from pipeline._cli import commands
     environ = os.environ if environ is None else environ
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
-        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+        return ExitCode.USAGE if exc.code not in (0, None) else ExitCode.OK
     verbose = getattr(args, "verbose", 0)
     try:
         fmt = options.LOG_FORMAT.resolve(args, environ)
@@ -114,17 +136,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return int(commands.COMMANDS[args.command](args, environ, fmt))
     except BrokenPipeError:
         _silence_stdout()  # the reader left (`| head`): what it read is what it wanted
-        return EXIT_OK
+        return ExitCode.OK
     except (ConfigError, AuthError) as exc:
-        return _fail(exc, EXIT_USAGE)
+        return _fail(exc, ExitCode.USAGE)
     except (Interrupted, KeyboardInterrupt):
-        return _fail("interrupted; finished work is saved, rerun to resume", EXIT_INTERRUPTED)
+        return _fail("interrupted; finished work is saved, rerun to resume", ExitCode.INTERRUPTED)
     except (InputError, PipelineError) as exc:
-        return _fail(exc, EXIT_FAILED)
+        return _fail(exc, ExitCode.FAILED)
     except Exception as exc:  # a bug: one line, the traceback with -vv
         log.debug("internal error", exc_info=exc)
         return _fail(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the "
-                     "traceback)", EXIT_FAILED)
+                     "traceback)", ExitCode.FAILED)
 
 
 def _fail(problem: object, code: int) -> int:

@@ -278,3 +278,99 @@ def strategy_values(args: argparse.Namespace, environ: Mapping[str, str]) -> dic
 def segment_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Settings carrying only the segment rules (for `report`), validated like a run's."""
     return Settings.from_options(**resolve(args, SEGMENTS, environ))
+
+
+# -- serve ------------------------------------------------------------------------------------
+# serve's variables are VIDEO_PIPELINE_SERVE_<NAME>: serve's --max-bytes is the limit it holds
+# clients to, not the size a run cuts its chunks to (VIDEO_PIPELINE_MAX_BYTES), and one shell
+# often starts both.
+
+@dataclass(frozen=True)
+class ServeOption(Option):
+    variable: str = ""  # its environment variable, when not VIDEO_PIPELINE_SERVE_<NAME>
+
+    @property
+    def env(self) -> str:
+        return self.variable or f"{ENV_PREFIX}SERVE_{self.dest.upper()}"
+
+
+@dataclass(frozen=True)
+class KeyOption(ServeOption):
+    """The key clients must send. An empty flag (a script's `--api-key "$KEY"` with KEY unset)
+    counts as not given, so the variable's key still guards the server."""
+
+    def resolve(self, args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+        return getattr(args, self.dest, None) or environ.get(self.env) or None
+
+
+def checked(parse: Callable[[str, str], Any], ok: Callable[[Any], bool],
+            rule: str) -> Callable[[str, str], Any]:
+    """`parse`, then a value that breaks `rule` is an error naming where it came from."""
+    def parse_checked(value: str, where: str) -> Any:
+        got = parse(value, where)
+        if not ok(got):
+            raise ConfigError(f"{where} must be {rule}, not {got}")
+        return got
+    return parse_checked
+
+
+def image_pixels(value: str, where: str) -> int:
+    from pipeline.serve.images import PILLOW_LIMIT
+    return checked(whole_number, lambda n: 1 <= n <= PILLOW_LIMIT, f"1..{PILLOW_LIMIT} (Pillow "
+                   "refuses larger images as decompression bombs)")(value, where)
+
+
+def fault_codes(value: str, where: str) -> Any:
+    """`UNAVAILABLE,11005,output:21354` as serve's Faults; none named: None (every code)."""
+    from pipeline.serve.faults import Fault
+    try:
+        return tuple(Fault.parse(t) for t in value.split(",") if t.strip()) or None
+    except KeyError as exc:
+        raise ConfigError(f"{where}: unknown gRPC status {exc}") from None
+
+
+def request_numbers(value: str, where: str) -> frozenset[int]:
+    try:
+        return frozenset(int(n) for n in value.split(",") if n.strip())
+    except ValueError:
+        raise ConfigError(f"{where} takes request numbers like 3,7, not {value!r}") from None
+
+
+SERVE = (
+    ServeOption("--host", text, "127.0.0.1", "address to bind (default 127.0.0.1)"),
+    ServeOption("--port", checked(whole_number, lambda n: 0 <= n <= 65535, "between 0 and 65535"),
+                50051, "0 picks a free port (default 50051)"),
+    KeyOption("--api-key", text, None, "require 'authorization: Key KEY' (default: none, no key "
+              "needed)", variable=f"{ENV_PREFIX}API_KEY"),
+    ServeOption("--max-bytes", whole_number, 10_000_000, "bytes inputs (10 MB)"),
+    ServeOption("--max-url-bytes", whole_number, 80_000_000, "URL inputs (80 MB)"),
+    ServeOption("--max-seconds", number, 600.0, "video length (600 s)"),
+    ServeOption("--fault-rate", checked(number, lambda p: 0 <= p <= 1, "between 0 and 1"), 0.0,
+                "probability that a request fails with a transient code (default 0)"),
+    ServeOption("--fault-seed", whole_number, 0, "seed of the faults drawn (default 0)"),
+    ServeOption("--fault-codes", fault_codes, None, "comma-separated faults to draw from, "
+                "e.g. UNAVAILABLE,11005,output:21354 (default: every retryable code)"),
+    ServeOption("--fault-at", request_numbers, frozenset(), "fail exactly these requests (1 = "
+                "the first to arrive) with the first of --fault-codes, e.g. a permanent "
+                "output:31101", metavar="N,N,..."),
+    ServeOption("--latency-ms", checked(whole_number, lambda n: n >= 0, "at least 0"), 0,
+                "least time an answer takes (our own work counts toward it)"),
+    ServeOption("--request-log", text, None, "append one JSON line per request"),
+    ServeOption("--allow-local-urls", yes_no, False,
+                "fetch URLs on loopback and private addresses (refused by default)",
+                switch=True),
+    ServeOption("--workers", checked(whole_number, lambda n: n >= 1, "at least 1"), 8,
+                "requests served at once (URL downloads take at most half of them) (default 8)"),
+    ServeOption("--max-image-pixels", image_pixels, 85_000_000,
+                "pixels an image input may have, read from its header before it is decoded "
+                "(85000000: Clarifai's 85 megapixels)"),
+    ServeOption("--max-request-bytes", checked(
+        whole_number, lambda n: 1 <= n < 2**31, "1..2147483647 (gRPC's largest message)"),
+        128_000_000, "bytes a request may have; gRPC refuses a larger one before it is decoded "
+        "(128000000: Clarifai's newer byte limit)"),
+    ServeOption("--url-timeout", checked(number, lambda s: s > 0, "more than 0"), 30.0,
+                "seconds a URL download may take in all (30)"),
+)
+# The serve options that are serve.inputs.InputLimits fields.
+SERVE_LIMITS = ("max_bytes", "max_url_bytes", "max_seconds", "url_timeout", "allow_local_urls",
+                "max_image_pixels")

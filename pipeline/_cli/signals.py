@@ -1,32 +1,40 @@
-"""SIGTERM and Ctrl-C (SIGINT) end a run within 10 seconds, cleanly.
+"""SIGTERM and Ctrl-C (SIGINT): the one place the command line handles them.
 
-The first signal sets the run's stop flag (batch.stopping): nothing new is sent or started, and
-chunks in flight have GRACE_S to finish and be saved. Then the run abandons what is left: child
-processes are killed, requests in flight cancelled, every wait ends; the run unwinds, writes
-summary.json and the CLI exits 130. If it has not ended by FORCED_EXIT_S after the signal
-(something that cannot be interrupted: a storage upload, a stuck file system), summary.json is
-written as it stands, temporary files are removed and the process exits 130 at once; a second
-signal does that at once. Every file is written atomically, so a rerun resumes from the last
-saved chunk whichever way the run ended."""
+`run` ends within 10 seconds, cleanly. The first signal sets the run's stop flag
+(batch.stopping): nothing new is sent or started, and chunks in flight have GRACE_S to finish
+and be saved. Then the run abandons what is left: child processes are killed, requests in
+flight cancelled, every wait ends; the run unwinds, writes summary.json and the CLI exits 130.
+If it has not ended by FORCED_EXIT_S after the signal (something that cannot be interrupted: a
+storage upload, a stuck file system), summary.json is written as it stands, temporary files
+are removed and the process exits 130 at once; a second signal does that at once. Every file
+is written atomically, so a rerun resumes from the last saved chunk whichever way the run
+ended.
+
+`serve` stops accepting requests at the first signal; those in flight have SERVE_GRACE_S to
+finish, and the process ends (exit 0) within a few seconds more, whatever they are doing."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from pipeline._cli.main import ExitCode
 from pipeline.batch.stopping import StopFlag
 
 log = logging.getLogger("pipeline")
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells and schedulers read as "interrupted"
 GRACE_S = 3.0  # chunks in flight may finish and be saved this long after the signal
 FORCED_EXIT_S = 8.0  # the process ends by then, whatever it is waiting on
+# serve: requests in flight may finish this long after the signal; with the server's own
+# checks (a second for abandoned requests, a second for gRPC) it exits within ~6 s.
+SERVE_GRACE_S = 4.0
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -46,12 +54,37 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
                     "new is sent (send it again to stop at once)", name, GRACE_S)
         threading.Thread(target=_countdown, args=(flag,), name="stopping", daemon=True).start()
 
+    with _handling(handle):
+        yield flag
+
+
+@contextmanager
+def event_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM and SIGINT set while the block runs (main thread only): `serve`
+    waits on it, so a second signal while it stops changes nothing."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    with _handling(lambda _signum, _frame: stop.set()):
+        yield stop
+
+
+@contextmanager
+def _handling(handle: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     previous = {sig: signal.signal(sig, handle) for sig in _SIGNALS}
     try:
-        yield flag
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def exit_now(code: int) -> None:
+    """End the process at once, without waiting for threads still running (stderr flushed)."""
+    with contextlib.suppress(ValueError, OSError):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _countdown(flag: StopFlag) -> None:
@@ -70,4 +103,4 @@ def _forced_exit(flag: StopFlag, why: str) -> None:
         print(f"video-pipeline: {why}: stopping now; finished work is saved, rerun to resume",
               file=sys.stderr, flush=True)
     finally:
-        os._exit(EXIT_INTERRUPTED)
+        exit_now(ExitCode.INTERRUPTED)
