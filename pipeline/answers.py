@@ -52,6 +52,10 @@ def expected(chunk: Chunk, result: ChunkResult, sample_ms: int,
     """The bounds for `result`, an answer for `chunk`; `span` is the length the chunk's file
     states (None: the chunk's own)."""
     step = Fraction(sample_ms, 1000)
+    if chunk.instants is not None:  # chosen instants: each once, a whole interval each
+        frames = len(chunk.instants)
+        return Expected(frames, frames, frames, 0,
+                        frames if result.clock == "instants" else frames * sample_ms)
     if result.clock == "instants":  # every instant of the chunk, each once: n in [0, count)
         frames = global_grid(chunk.start, chunk.end, sample_ms).count
         return Expected(frames, frames, frames, 0, frames)
@@ -86,7 +90,11 @@ def problem(chunk: Chunk, result: ChunkResult, sample_ms: int,
         return f"instant {outside} of a chunk holding {bounds.frames}"
     if outside is not None:
         return f"a frame at {outside} ms, outside the {float(chunk.duration):.1f} s chunk"
-    repeated, count = Counter(times).most_common(1)[0] if times else (0, 1)
+    slots = [t // sample_ms for t in times] if chunk.instants is not None and \
+        result.clock == "chunk" else times
+    repeated, count = Counter(slots).most_common(1)[0] if slots else (0, 1)
+    if count > 1 and slots is not times:
+        return f"{_frames(len(times))} in {len(set(slots))} intervals of {sample_ms} ms"
     if count > 1:
         what = f"instant {repeated}" if result.clock == "instants" else f"{repeated} ms"
         return (f"{_frames(len(times))} at {_times(len(set(times)))} ({what} given {count} "

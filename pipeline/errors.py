@@ -184,3 +184,9 @@ class DamagedIndexError(PipelineError):
     """Raised when an MP4's sample index contradicts its boxes or the file (a count past the
     box holding it or past the file, a zero timescale, frame times past the stated duration
     or shared by two frames); that input fails."""
+
+
+class BudgetReached(PipelineError):
+    """Raised before a request that would take the run past --max-billed-frames: it is not
+    sent, nor is any request after it; the videos left stop, and a rerun with a larger budget
+    finishes them without billing again what was done."""

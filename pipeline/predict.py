@@ -21,7 +21,8 @@ import tenacity
 from pipeline import answers
 from pipeline.errors import BackendError, ImplausibleAnswerError, OverLimitError
 from pipeline.merge import merge, place
-from pipeline.types import Chunk, ChunkResult, Limits, Media, ModelInfo
+from pipeline.sampling import clarifai_grid
+from pipeline.types import Chunk, ChunkResult, ImageBatch, Limits, Media, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ Recut = Callable[[Chunk, Limits], list[Chunk]]
 # The media of a chunk, opened for one request (and let go after: a built chunk, a staged
 # object); a video's transport gives it (send.transport).
 MediaOf = Callable[[Chunk], AbstractContextManager[Media]]
+# Told a request's billed frames before it is sent (batch.billing); raises to keep it unsent.
+Bill = Callable[[int], None]
 
 
 class Backend(Protocol):
@@ -48,11 +51,13 @@ class Backend(Protocol):
 
 
 def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits, recut: Recut,
-                  media_of: MediaOf, *, depth: int = 0) -> ChunkResult:
-    """The chunk's frames on the source clock, re-splitting it if the API says it is too big."""
+                  media_of: MediaOf, *, depth: int = 0, bill: Bill | None = None) -> ChunkResult:
+    """The chunk's frames on the source clock, re-splitting it if the API says it is too big;
+    `bill` is told each request's billed frames before it is sent."""
     try:
         with media_of(chunk) as media:
-            return place(chunk, _Asking(backend, chunk, media, sample_ms).answer(), sample_ms)
+            asking = _Asking(backend, chunk, media, sample_ms, bill)
+            return place(chunk, asking.answer(), sample_ms)
     except OverLimitError as exc:
         if depth >= MAX_RESPLITS:
             raise
@@ -62,7 +67,7 @@ def predict_chunk(backend: Backend, chunk: Chunk, sample_ms: int, limits: Limits
         pieces = recut(chunk, smaller)
         spent = exc.attempts
     parts = {p.index: predict_chunk(backend, p, sample_ms, smaller, recut, media_of,
-                                    depth=depth + 1) for p in pieces}
+                                    depth=depth + 1, bill=bill) for p in pieces}
     frames = merge(pieces, parts)
     attempts = spent + sum(r.attempts for r in parts.values())
     return ChunkResult(chunk.index, tuple(frames), attempts, clock="source")
@@ -82,15 +87,19 @@ class _Asking:
     """One chunk's answer from the backend, checked; the requests of every answer asked for
     are counted in the one taken (or in the error that ends it)."""
 
-    def __init__(self, backend: Backend, chunk: Chunk, media: Media, sample_ms: int) -> None:
+    def __init__(self, backend: Backend, chunk: Chunk, media: Media, sample_ms: int,
+                 bill: Bill | None = None) -> None:
         self.backend, self.chunk, self.media, self.sample_ms = backend, chunk, media, sample_ms
         self.span: Fraction | None = answers.file_span(chunk)
         self.spent = 0
+        self.bill = bill
 
     def answer(self) -> ChunkResult:
         return _ONCE_MORE.copy()(self._ask)
 
     def _ask(self) -> ChunkResult:
+        if self.bill is not None:
+            self.bill(billed_frames(self.chunk, self.media, self.sample_ms, self.span))
         try:
             result = self.backend.predict(self.chunk, self.media, self.sample_ms)
         except BackendError as exc:
@@ -104,6 +113,18 @@ class _Asking:
             exc.attempts = self.spent
             raise
         return dataclasses.replace(result, attempts=self.spent)
+
+
+def billed_frames(chunk: Chunk, media: Media, sample_ms: int,
+                  span: Fraction | None = None) -> int:
+    """The frames a request for `chunk` makes Clarifai bill: an image batch's images; a video's
+    frames sampled (one an interval of the video it receives: `span`, its file's stated
+    length, else the chunk's)."""
+    if isinstance(media, ImageBatch):
+        return len(media.images)
+    if chunk.instants is not None:
+        return len(chunk.instants)
+    return clarifai_grid(span if span is not None else chunk.duration, sample_ms).count
 
 
 def halved(limits: Limits, chunk: Chunk) -> Limits:

@@ -44,3 +44,13 @@ def global_grid(start: Fraction, end: Fraction, sample_ms: int) -> Grid:
     if start == 0 and end > 0:
         count = max(1, count)
     return Grid(first - start, step, count)
+
+
+def chunk_grid(start: Fraction, end: Fraction, instants: tuple[int, ...] | None,
+               sample_ms: int) -> Grid:
+    """What a chunk's media holds, as a grid from its first frame: the whole video's grid
+    within [start, end); or, for a chunk of chosen instants (--skip-similar), one frame per
+    instant, each one interval long."""
+    if instants is None:
+        return global_grid(start, end, sample_ms)
+    return clarifai_grid(len(instants) * Fraction(sample_ms, 1000), sample_ms)

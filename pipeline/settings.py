@@ -97,10 +97,14 @@ class Batch:
     settle_seconds: float = 5.0
     dask: str | None = None  # a Dask scheduler's address, or local[:N]
     progress: bool = True
+    # The frames the run may bill (batch.billing): a request past it is not sent. Not part of
+    # the run key: a rerun with a larger budget goes on from what was saved.
+    max_billed_frames: int | None = None
 
     def __post_init__(self) -> None:
         validate.at_least("--lock-wait", self.lock_wait, 0)
         validate.at_least("--settle-seconds", self.settle_seconds, 0, at_most=3600)
+        validate.at_least("--max-billed-frames", self.max_billed_frames, 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +181,7 @@ _PARTS: dict[str, Any] = {
     "deadlines": _part(Deadlines, probe_timeout="probe_timeout",
                        stall_timeout="ffmpeg_stall_timeout", time_factor="ffmpeg_time_factor"),
     "batch": _part(Batch, force="force", lock_wait="lock_wait", settle_seconds="settle_seconds",
-                   dask="dask", progress="progress"),
+                   dask="dask", progress="progress", max_billed_frames="max_billed_frames"),
     "outputs": _outputs,
 }
 
@@ -188,6 +192,6 @@ OPTION_NAMES = frozenset({
     "s3_endpoint_url", "keep_staged", "download_max_bytes", "download_timeout",
     "download_min_rate", "probe_timeout", "ffmpeg_stall_timeout", "ffmpeg_time_factor",
     "force", "lock_wait", "settle_seconds", "dask", "progress", "min_confidence",
-    "max_gap_ms", "min_segment_ms", "export", "report",
+    "max_gap_ms", "min_segment_ms", "export", "report", "max_billed_frames",
     *(f.name for cls in strategies.STRATEGIES.values() for f in cls.settings())})
 

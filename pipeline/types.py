@@ -262,6 +262,9 @@ class Chunk:
     frames: int
     reencoded: bool = False
     packets: tuple[int, int] | None = None
+    # --skip-similar: the video's instants this chunk carries, ascending (its n-th frame or
+    # image is instant instants[n]); None: every instant of [start, end).
+    instants: tuple[int, ...] | None = None
 
     @property
     def start_ms(self) -> int:
@@ -341,10 +344,12 @@ class Concept(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One sampled frame's concepts at `time_ms`, on the clock its ChunkResult names."""
+    """One sampled frame's concepts at `time_ms`, on the clock its ChunkResult names; a frame
+    that was not sent (--skip-similar) carries the concepts of the frame at `carried_from_ms`."""
 
     time_ms: int
     concepts: tuple[Concept, ...]
+    carried_from_ms: int | None = None
 
 
 # Which clock a result's frame times are on: "chunk" (ms from the chunk's first frame, as an API

@@ -79,19 +79,28 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> i
             outcomes, summary_error = _run_here(settings, args.out, args.inputs, stop)
     failed = sum(1 for o in outcomes if str(o.status) == "failed")
     deferred = sum(1 for o in outcomes if str(o.status) == "deferred")
-    done = len(outcomes) - failed - deferred
+    stopped = sum(1 for o in outcomes if str(o.status) == "stopped")
+    done = len(outcomes) - failed - deferred - stopped
+    frames = {name: sum(getattr(o, name) for o in outcomes)
+              for name in ("frames_sampled", "frames_billed", "frames_carried")}
     if summary_error:
         emit(f"video-pipeline: error: summary.json could not be written ({summary_error})",
              err=True)
     if fmt == "json":
         emit(json.dumps({"inputs": len(outcomes), "done": done, "failed": failed,
-                         "deferred": deferred, "out": args.out,
+                         "deferred": deferred, "stopped": stopped, **frames, "out": args.out,
                          "summary": os.path.join(args.out, "summary.json")}))
     else:
         later = f", {deferred} deferred (still being written)" if deferred else ""
-        emit(f"{done} of {len(outcomes)} inputs done{later}; results in {args.out}/ "
+        budget = (f", {stopped} stopped: billing budget reached (rerun with a larger "
+                  "--max-billed-frames to finish)") if stopped else ""
+        emit(f"{done} of {len(outcomes)} inputs done{later}{budget}; frames: "
+             f"{frames['frames_sampled']:,} sampled, {frames['frames_billed']:,} billed, "
+             f"{frames['frames_carried']:,} carried; results in {args.out}/ "
              f"(summary.json, <VIDEO_ID>/timeline.json)")
-    return ExitCode.FAILED if failed or summary_error else ExitCode.OK
+    if failed or summary_error:
+        return ExitCode.FAILED
+    return ExitCode.BUDGET if stopped else ExitCode.OK
 
 
 def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[list[Any], Any]:

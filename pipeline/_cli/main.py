@@ -27,8 +27,8 @@ class ExitCode(enum.IntEnum):
     OK: every input done (or skipped as already done; inputs deferred as still being written
     do not count as failed); `serve` stopped by a signal. FAILED: at least one input failed
     (the others are done and kept). USAGE: usage or configuration error, nothing processed,
-    or a refused key that stopped the run. BUDGET: stopped by --max-billed-frames (rerun with
-    a larger budget to finish); reserved for that coming option, nothing returns it yet.
+    or a refused key that stopped the run. BUDGET: `run` stopped by --max-billed-frames, no
+    input failed otherwise (rerun with a larger budget to finish).
     INTERRUPTED: stopped by SIGTERM or Ctrl-C (128 + SIGINT, what shells and schedulers read
     as interrupted); rerun to resume."""
 

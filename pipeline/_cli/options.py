@@ -123,8 +123,9 @@ def _setting_option(field: dataclasses.Field[Any]) -> Option:
     """A strategy's setting as an option: its flag, help and range come with the field."""
     meta = field.metadata
     switch = field.default is False
-    return Option(meta["flag"], yes_no if switch else whole_number, field.default,
-                  meta["help"], metavar=meta["metavar"], switch=switch)
+    parse = yes_no if switch else number if isinstance(field.default, float) else whole_number
+    return Option(meta["flag"], parse, field.default, meta["help"], metavar=meta["metavar"],
+                  switch=switch)
 
 
 def strategy_options(*chosen: type[Strategy]) -> tuple[Option, ...]:
@@ -211,6 +212,10 @@ RUN = (
            "changes (still being written); files whose container says they are whole (MP4 "
            "with its index, Matroska of known size, AVI) are taken at once (default 5)",
            metavar="S"),
+    Option("--max-billed-frames", whole_number, None, "the frames this run may bill (Clarifai "
+           "bills each frame it scores): a request that would go past it is not sent, and the "
+           "run stops there (exit 3); a rerun with a larger budget finishes it without billing "
+           "again what was done (default: no cap)", metavar="N"),
 )
 
 

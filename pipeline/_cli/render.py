@@ -70,6 +70,7 @@ def plan_dict(info: VideoInfo, plan: Plan, costs: Sequence[Cost],
     return {
         "source": info.path, "size_bytes": info.size_bytes, "duration_ms": info.duration_ms,
         "strategy": strategy.name, "strategies": [c.as_dict() for c in costs],
+        "frames_billed_note": SKIPPING_NOTE,
         "limits": plan.limits.as_dict(), "whole": plan.whole, "note": plan.reason,
         "lower_bound": plan.lower_bound,
         "chunks": [{"index": c.index, "start_ms": to_ms(c.start - plan.origin),
@@ -112,4 +113,9 @@ def costs_text(costs: Sequence[Cost], chosen: str) -> list[str]:
                      f"{c.frames_billed:>13,}   {about}{c.cpu_seconds:>7.1f} s")
     lines.append("  (frames billed: Clarifai bills each frame it scores; ~: estimated from "
                  "measured rates)")
+    lines.append(f"  ({SKIPPING_NOTE})")
     return lines
+
+
+SKIPPING_NOTE = ("frames billed without --skip-similar: skipping similar frames (compact, "
+                 "frames) can only lower it")

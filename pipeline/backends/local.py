@@ -11,7 +11,7 @@ from pipeline.backends.models import embedded as embedded_model
 from pipeline.backends.models import model_info
 from pipeline.errors import InputError
 from pipeline.media import decode
-from pipeline.sampling import Grid, global_grid
+from pipeline.sampling import Grid, chunk_grid
 from pipeline.types import (
     Chunk,
     ChunkResult,
@@ -49,7 +49,7 @@ class LocalBackend:
         self._classifier = embedded.shared(found, threads=decode_threads or None)
 
     def predict(self, chunk: Chunk, media: Media, sample_ms: int) -> ChunkResult:
-        grid = global_grid(chunk.start, chunk.end, sample_ms)
+        grid = chunk_grid(chunk.start, chunk.end, chunk.instants, sample_ms)
         if isinstance(media, ImageBatch):  # the images of those instants
             scores = self._image_scores(media.images, grid.count, chunk)
         else:

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 from pipeline.backends import Backend
+from pipeline.batch.billing import Budget, Charges
 from pipeline.batch.stopping import StopCheck
 from pipeline.batch.store import RunKey
 from pipeline.send.stage import Stager
@@ -29,6 +30,7 @@ class Context:
     key: RunKey
     lifetime: Lifetime  # how long a URL sent must stay valid
     stager: Stager | None = None  # URL mode with --stage
+    budget: Charges = dataclasses.field(default_factory=Budget)  # --max-billed-frames
 
     def staging_folder(self, video_id: str) -> S3Name:
         """Where this video's chunks are staged for this output folder: a rerun finds (and

@@ -21,6 +21,10 @@ inputs (so it must see the folders and manifests), and each task runs the same c
   never exceeds the limit in any second. `--concurrency` is per task.
 - A stop (SIGTERM/Ctrl-C on the client) sets a distributed Event that every task checks before
   each chunk: chunks in flight finish and are saved, nothing new is sent, the client exits 130.
+- --max-billed-frames holds across the cluster: one count in the scheduler (a distributed
+  Variable, changed under a distributed Lock: `billing.SharedBudget`) that every task charges
+  before each request, so no two workers spend the same frames; once a request is refused,
+  no task sends another.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
 from pipeline.batch import inputs
+from pipeline.batch.billing import Charges, SharedBudget
 from pipeline.batch.runner import Runner, preflight, skipped_if_done
 from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.summary import Outcome, failed, write_summary
@@ -184,8 +189,12 @@ def _run_tasks(distributed: Any, client: Any, settings: Settings, out: Path,
                shares: dict[str, float]) -> list[Outcome]:
     event_name = f"video-pipeline-stop-{uuid.uuid4().hex}"
     event = distributed.Event(event_name, client=client)
+    budget = None
+    if settings.batch.max_billed_frames is not None:
+        budget = f"video-pipeline-budget-{uuid.uuid4().hex}"
+        SharedBudget(budget, settings.batch.max_billed_frames, client).start()
     futures = [client.submit(process_on_worker, settings, str(out), s, event_name, shares,
-                             key=f"video-{i}-{uuid.uuid4().hex[:8]}", pure=False,
+                             budget, key=f"video-{i}-{uuid.uuid4().hex[:8]}", pure=False,
                              workers=list(shares), allow_other_workers=False)
                for i, s in enumerate(sources)]
     pending = list(futures)
@@ -228,9 +237,10 @@ class _EventStop:
 
 
 def process_on_worker(settings: Settings, out: str, source: inputs.Source,
-                      stop_event: str, shares: dict[str, float]) -> Outcome:
-    """The task: one video, start to end, with this worker process's shared backend and its
-    share of the rate limit."""
+                      stop_event: str, shares: dict[str, float],
+                      budget: str | None = None) -> Outcome:
+    """The task: one video, start to end, with this worker process's shared backend, its
+    share of the rate limit and the run's shared budget (named `budget`, if capped)."""
     from distributed import get_worker
     stop: StopCheck = _EventStop(stop_event)
     if stop.is_set():
@@ -238,7 +248,11 @@ def process_on_worker(settings: Settings, out: str, source: inputs.Source,
     settings = worker_settings(settings, os.environ)
     settings = dataclasses.replace(settings, api=dataclasses.replace(
         settings.api, rate_limit=shares[get_worker().address]))
-    runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False)
+    charges: Charges | None = None
+    if budget is not None and settings.batch.max_billed_frames is not None:
+        charges = SharedBudget(budget, settings.batch.max_billed_frames)
+    runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False,
+                    budget=charges)
     return runner.process(source)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
 from pipeline.batch import inputs
+from pipeline.batch.billing import Budget, Charges
 from pipeline.batch.context import HOUR, Context
 from pipeline.batch.identity import video_id
 from pipeline.batch.stopping import StopCheck, StopFlag
@@ -93,7 +94,8 @@ class Runner:
 
     def __init__(self, settings: Settings, out: str, backend: Backend | None = None,
                  progress: Any = None, stop: StopCheck | None = None,
-                 summary: bool = True, url_lifetime: Lifetime | None = None) -> None:
+                 summary: bool = True, url_lifetime: Lifetime | None = None,
+                 budget: Charges | None = None) -> None:
         self.settings = settings
         proc.configure(settings.deadlines)  # this process's ffprobe/ffmpeg (a Dask worker's too)
         self.out = Path(out)
@@ -108,7 +110,8 @@ class Runner:
         self.summary = summary  # False on Dask workers: the client writes summary.json
         self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey.of(settings),
                            lifetime=url_lifetime or _lifetime(self.backend),
-                           stager=stager_for(settings))
+                           stager=stager_for(settings),
+                           budget=budget or Budget(settings.batch.max_billed_frames))
         self.outcomes: list[Outcome] = []
         self._halt: BaseException | None = None  # an AuthError or UnreachableError seen
         self.summary_error: str | None = None

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import merge, skip
 from pipeline.backends.models import model_info
-from pipeline.merge import merge
 from pipeline.output import formats, timeline
 from pipeline.output.exports import Outputs, write_outputs
 from pipeline.output.files import atomic_write_json, atomic_write_lines, read_json
@@ -67,6 +67,9 @@ class RunKey:
         key = {"format": _CHECKPOINT_FORMAT, "backend": self.backend, "model": self.model.id,
                "sample_ms": self.sample_ms, "start": str(chunk.start), "end": str(chunk.end),
                "frames": chunk.frames}
+        if chunk.instants is not None:  # which instants, exactly (--skip-similar)
+            key["instants"] = hashlib.sha256(
+                ",".join(map(str, chunk.instants)).encode()).hexdigest()[:16]
         return key | ({"strategy": dict(self.strategy)} if self.strategy else {})
 
 
@@ -145,7 +148,8 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         if saved is None:
             return None
         was, chunks = saved
-        chunks = [dataclasses.replace(c, path=source) if c.packets and c.path == was else c
+        chunks = [dataclasses.replace(c, path=source)
+                  if (c.packets or c.instants is not None) and c.path == was else c
                   for c in chunks]
         return chunks if all(Path(c.path).exists() for c in chunks) else None
 
@@ -164,10 +168,26 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         except (KeyError, TypeError, ValueError):
             return None
 
-    def save_chunks(self, source: str, chunks: Sequence[Chunk]) -> None:
+    def load_selection(self) -> skip.Selection | None:
+        """The instants sent and carried that the saved chunk list was made for (a video that
+        skips similar frames), if saved for this key."""
+        saved = read_json(self.chunk_list)
+        if not isinstance(saved, dict) or saved.get("run_key") != self.key.as_dict() or \
+                not isinstance(saved.get("selection"), dict):
+            return None
+        try:
+            return skip.Selection.from_dict(saved["selection"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def save_chunks(self, source: str, chunks: Sequence[Chunk],
+                    selection: skip.Selection | None = None) -> None:
+        """The chunk list (and, for a video that skips, its selection: which instants are
+        sent and which carried, decided once and kept, so a resumed run sends the same)."""
         atomic_write_json(self.chunk_list, {
             "run_key": self.key.as_dict(), "source": source,
-            "chunks": [formats.chunk_dict(c) for c in chunks]})
+            "chunks": [formats.chunk_dict(c) for c in chunks],
+            **({"selection": selection.as_dict()} if selection is not None else {})})
 
     def clear_results(self) -> None:
         shutil.rmtree(self.results_dir, ignore_errors=True)
@@ -216,14 +236,15 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         return {i: r for i, r in found.items() if r is not None}
 
     def write_timeline(self, *, info: VideoInfo, chunks: Sequence[Chunk],
-                       attempts: Mapping[int, int], frames: Sequence[Frame]) -> None:
+                       attempts: Mapping[int, int], frames: Sequence[Frame],
+                       skipping: Mapping[str, Any] | None = None) -> None:
         """The exports, then timeline.json (which marks the video done), then the report if
         asked and outputs.json; the chunk files go. Frames are streamed to each file."""
         self.outputs_made.unlink(missing_ok=True)  # says nothing about what follows
         key = self.key
         head = formats.timeline_head(
             info=info, backend=key.backend, model=key.model, sample_ms=key.sample_ms,
-            limits=key.limits, chunks=chunks, attempts=attempts)
+            limits=key.limits, chunks=chunks, attempts=attempts, skipping=skipping)
         write_outputs(self.root, frames, sample_ms=key.sample_ms,
                       duration_ms=info.duration_ms, outputs=self.outputs)
         tally = _Tally()
@@ -258,7 +279,7 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         results = {c.index: answer for c, (_, answer) in zip(chunks, found, strict=True)
                    if answer is not None}
         if chunks and len(results) == len(chunks):
-            return merge(chunks, results)
+            return merge.timeline(chunks, results, self.load_selection(), self.key.sample_ms)
         with timeline.gc_paused():
             return list(timeline.read_frames(self.timeline))
 

@@ -26,6 +26,7 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"  # still being written (or changed while processed): a later run takes it
     PENDING = "pending"  # not reached yet: seen only in the summary of a run that was killed
+    STOPPED = "stopped"  # the billing budget was reached (--max-billed-frames): rerun to finish
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,18 @@ class Outcome:
     resumed: int = 0  # chunks whose result was saved before this run sent anything for them
     requests: int = 0  # prediction requests sent by this run (retries and re-splits included)
     seconds: float = 0.0
+    frames_sampled: int = 0  # the video's sampled instants
+    frames_billed: int = 0  # what this run's requests billed (frames a request x requests)
+    frames_carried: int = 0  # instants not sent: they carry an earlier frame's concepts
+    audit: dict[str, Any] | None = None  # --skip-similar: how the audited carried frames agree
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "status": str(self.status),
                 "error": self.error, "note": self.note, "chunks": self.chunks,
                 "resumed": self.resumed, "requests": self.requests,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "frames_sampled": self.frames_sampled,
+                "frames_billed": self.frames_billed, "frames_carried": self.frames_carried,
+                **({"audit": self.audit} if self.audit is not None else {})}
 
 
 def failed(source: str, reason: BaseException | str, **fields: Any) -> Outcome:
@@ -71,13 +78,20 @@ def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
     """DIR/summary.json: counts by status and one entry per input, in input order."""
     counts = {str(s): sum(1 for o in outcomes if o.status == s)
               for s in (Status.DONE, Status.SKIPPED, Status.FAILED)}
-    for rare in (Status.DEFERRED, Status.PENDING):
+    for rare in (Status.DEFERRED, Status.PENDING, Status.STOPPED):
         found = sum(1 for o in outcomes if o.status == rare)
         if found:
             counts[str(rare)] = found
     atomic_write_json(out / "summary.json", {
         "counts": counts, "requests": sum(o.requests for o in outcomes),
-        "inputs": [o.as_dict() for o in outcomes]})
+        **billing(outcomes), "inputs": [o.as_dict() for o in outcomes]})
+
+
+def billing(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """The run's frames sampled, billed and carried, over its inputs."""
+    return {"frames_sampled": sum(o.frames_sampled for o in outcomes),
+            "frames_billed": sum(o.frames_billed for o in outcomes),
+            "frames_carried": sum(o.frames_carried for o in outcomes)}
 
 
 class Bookkeeper:

@@ -13,20 +13,30 @@ from collections.abc import Mapping
 from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pipeline import merge, skip
 from pipeline.batch import settle
+from pipeline.batch.billing import Tally
 from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
 from pipeline.batch.locks import VideoLock
 from pipeline.batch.origin import Origin, Probed
 from pipeline.batch.store import VideoStore
 from pipeline.batch.summary import Outcome, Status, failed
-from pipeline.errors import AuthError, InputError, Interrupted, LockedError, StillBeingWritten
-from pipeline.merge import merge
+from pipeline.errors import (
+    AuthError,
+    BudgetReached,
+    InputError,
+    Interrupted,
+    LockedError,
+    StillBeingWritten,
+)
 from pipeline.predict import predict_chunk
-from pipeline.send.strategy import PreparedChunks
+from pipeline.sampling import chunk_grid
+from pipeline.send.strategy import PreparedChunks, Skipper
 from pipeline.send.transport import ReferenceTransport, Transport
-from pipeline.types import Chunk, ChunkResult, Limits, VideoInfo
+from pipeline.types import Chunk, ChunkResult, Frame, Limits, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,17 @@ class PreparedVideo:
     prepared: PreparedChunks  # the strategy's: what a request carries for each chunk
     transport: Transport
     state: settle.FileState | None  # a local source as its run found it
+    # --skip-similar: which instants are sent and which carried (saved with the chunk list)
+    selection: skip.Selection | None = None
+    billed: Tally = dataclasses.field(default_factory=Tally)  # by this run's requests
+
+    @property
+    def sampled(self) -> int:
+        """The video's sampled instants."""
+        if self.selection is not None:
+            return self.selection.count
+        return sum(chunk_grid(c.start, c.end, None, self.store.key.sample_ms).count
+                   for c in self.chunks)
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,7 @@ class RunningVideo:
 
     video: PreparedVideo
     futures: Mapping[int, Future[ChunkResult]]
+    pool: Executor  # where a further round of a video that skips goes
 
     def cancel(self) -> None:
         for future in self.futures.values():
@@ -95,6 +117,10 @@ class VideoJob:
         held = self._lock_unless_done(store)
         if held is not None:
             return self._end(held)
+        if self.ctx.budget.closed:  # nothing more is sent: not even probed
+            return self._end(Outcome(self.shown, Status.STOPPED, id=video_id,
+                                     note="stopped: billing budget reached; rerun with a "
+                                          "larger --max-billed-frames to finish"))
         probed = self.origin.probe()
         self.origin.sweep_staged(video_id)
         return self._ready(video_id, store, probed, state)
@@ -108,14 +134,16 @@ class VideoJob:
                                              store.chunk_media, settings.sample_ms)
         force = settings.batch.force
         chunks = None if force else store.load_chunks(prepared.source)
-        if chunks is None:
-            chunks = prepared.chunks()
-            store.save_chunks(prepared.source, chunks)
+        selection = None if chunks is None else store.load_selection()
+        if chunks is None or (prepared.skipper is not None and selection is None):
+            chunks, selection = _first_round(prepared)
+            store.save_chunks(prepared.source, chunks, selection)
             if force:
                 store.clear_results()
         saved = frozenset(store.results(chunks))
         return PreparedVideo(video_id, store, probed.info, tuple(chunks), saved, prepared,
-                             self.origin.transport(probed, prepared, video_id), state)
+                             self.origin.transport(probed, prepared, video_id), state,
+                             selection if prepared.skipper is not None else None)
 
     def _lock_unless_done(self, store: VideoStore) -> Outcome | None:
         """Take the video's lock; a skipped outcome instead if it is done or another run has it.
@@ -152,12 +180,16 @@ class VideoJob:
         """The chunks still to predict, submitted to the run's pool."""
         futures = {c.index: pool.submit(self._predict, video, c) for c in video.chunks
                    if c.index not in video.saved}
-        return RunningVideo(video, futures)
+        return RunningVideo(video, futures, pool)
 
     def _predict(self, video: PreparedVideo, chunk: Chunk) -> ChunkResult:
         if self.ctx.stop.is_set():
             raise Interrupted(f"stopped before chunk {chunk.index} was sent")
         ctx = self.ctx
+
+        def bill(frames: int) -> None:
+            ctx.budget.charge(frames)  # before the request: over the budget, it stays unsent
+            video.billed.add(frames)
 
         def recut(piece: Chunk, limits: Limits) -> list[Chunk]:
             if isinstance(video.transport, ReferenceTransport):
@@ -169,29 +201,69 @@ class VideoJob:
         # What the session staged is deleted when it closes: once the result is saved.
         with video.transport.session() as media_of:
             result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
-                                   recut, media_of)
+                                   recut, media_of, bill=bill)
             video.store.save_result(chunk, result)
         return result
 
     # -- step 3: finish ------------------------------------------------------------------------
     def finish(self, running: RunningVideo) -> Outcome:
-        """Wait for the chunks, then merge and write; the video's outcome either way."""
+        """Wait for the chunks (and a video that skips, for each further round its audits
+        call for), then merge and write; the video's outcome either way."""
         video = running.video
+        requests = 0
         try:
-            sent, error = _wait(running, self.shown)
-            requests = sum(r.attempts for r in sent) + getattr(error, "attempts", 0)
-            if error is not None:
-                return self._end(self._failure(error, video, requests), video)
-            self._write(video)
-            return self._end(self._outcome(video, Status.DONE, requests), video)
+            while True:
+                sent, error = _wait(running, self.shown)
+                requests += sum(r.attempts for r in sent) + getattr(error, "attempts", 0)
+                if error is not None:
+                    return self._end(self._failure(error, video, requests), video)
+                more = self._next_round(video)
+                if more is None:
+                    break
+                video = more
+                running = self.run(video, running.pool)
+            audit = self._write(video)
+            return self._end(self._outcome(video, Status.DONE, requests, audit=audit), video)
         except Exception as exc:
-            return self._end(self._failure(exc, video), video)
+            return self._end(self._failure(exc, video, requests), video)
         except BaseException:
             running.cancel()
             self.release()
             raise
 
-    def _write(self, video: PreparedVideo) -> None:
+    def _next_round(self, video: PreparedVideo) -> PreparedVideo | None:
+        """A video that skips, once a round's answers are in: its selection tightened where
+        its audits disagree, and the chunks of what that adds (saved with the chunk list, so a
+        resumed run goes on from there); None when no round follows."""
+        skipper = video.prepared.skipper
+        if video.selection is None or skipper is None:
+            return None
+        scored = self._scored(video, video.selection)
+        found = skip.next_round(skipper.signatures(), skipper.rules, video.selection, scored)
+        if found is None:
+            return None
+        added = sorted(set(found.sent) - set(video.selection.sent))
+        chunks = (*video.chunks, *skipper.carrying(added, len(video.chunks)))
+        log.info("%s: the audit of carried frames disagrees from %d ms on; threshold %.4g "
+                 "there (%d more frames sent)", self.shown,
+                 skip.instant_ms(found.regimes[-1].start, self.ctx.settings.sample_ms),
+                 found.regimes[-1].threshold, len(added))
+        video.store.save_chunks(video.prepared.source, chunks, found)
+        return dataclasses.replace(video, chunks=chunks, selection=found,
+                                   saved=frozenset(video.store.results(chunks)))
+
+    def _scored(self, video: PreparedVideo, selection: skip.Selection) -> dict[int, Frame]:
+        """The sent instants' saved answers, every one of them."""
+        results = video.store.results(video.chunks)
+        scored = skip.by_instant(selection, (f for r in results.values() for f in r.frames),
+                                 self.ctx.settings.sample_ms)
+        lost = skip.missing(selection, scored)
+        if lost:
+            raise Interrupted(f"instants {lost[:5]} were sent but have no saved answer")
+        return scored
+
+    def _write(self, video: PreparedVideo) -> dict[str, Any] | None:
+        """The video's outputs; for a video that skips, what its audit found."""
         results = video.store.results(video.chunks)
         missing = [c.index for c in video.chunks if c.index not in results]
         if missing:
@@ -199,17 +271,34 @@ class VideoJob:
         if video.state is not None:  # never done from a file that changed under us
             settle.unchanged(self.source.path, video.state,
                              self.ctx.settings.batch.settle_seconds)
+        sample_ms = self.ctx.settings.sample_ms
+        skipping = None if video.selection is None else self._skipping(video, video.selection)
         video.store.write_timeline(
             info=dataclasses.replace(video.info, path=self.shown), chunks=video.chunks,
             attempts={i: r.attempts for i, r in results.items()},
-            frames=merge(video.chunks, results))
+            frames=merge.timeline(video.chunks, results, video.selection, sample_ms),
+            skipping=skipping)
+        return None if skipping is None else skipping["audit"]
+
+    def _skipping(self, video: PreparedVideo, selection: skip.Selection) -> dict[str, Any]:
+        """timeline.json's account of a video that skipped: its settings, what it sent and
+        carried, the audit's agreement and where its threshold tightened."""
+        sample_ms = self.ctx.settings.sample_ms
+        found = skip.audit(selection, self._scored(video, selection))
+        tightened = [{"from_ms": skip.instant_ms(r.start, sample_ms), "threshold": r.threshold}
+                     for r in selection.tightened]
+        return {"settings": dict(self.ctx.key.strategy).get("skip"),
+                "frames_sampled": selection.count, "frames_sent": len(selection.sent),
+                "frames_carried": selection.carried,
+                "audit": {**found.as_dict(), "tightened": tightened}}
 
     # -- endings -------------------------------------------------------------------------------
     def _outcome(self, video: PreparedVideo | None, status: Status, requests: int = 0,
-                 note: str | None = None) -> Outcome:
+                 note: str | None = None, audit: dict[str, Any] | None = None) -> Outcome:
         return Outcome(self.shown, status, id=self._id, note=note, requests=requests,
                        chunks=len(video.chunks) if video else 0,
-                       resumed=len(video.saved) if video else 0)
+                       resumed=len(video.saved) if video else 0, **_billing(video),
+                       audit=audit)
 
     def _failure(self, exc: BaseException, video: PreparedVideo | None = None,
                  requests: int = 0) -> Outcome:
@@ -217,10 +306,13 @@ class VideoJob:
         if isinstance(exc, StillBeingWritten):
             log.warning("%s: deferred: %s", self.shown, exc.problem)
             return self._outcome(video, Status.DEFERRED, requests, note=exc.problem)
+        if isinstance(exc, BudgetReached):
+            log.warning("%s: %s", self.shown, exc)
+            return self._outcome(video, Status.STOPPED, requests, note=str(exc))
         log.debug("%s failed", self.shown, exc_info=exc)
         saved = len(video.store.results(video.chunks)) if video is not None else 0
         fields = {"id": self._id, "chunks": len(video.chunks) if video else 0,
-                  "resumed": saved, "requests": requests}
+                  "resumed": saved, "requests": requests, **_billing(video)}
         if self.ctx.stop.is_set() and not isinstance(exc, AuthError):
             # A signal also reaches our ffmpeg children; their failure is the interruption.
             of = f" ({saved} of {len(video.chunks)} chunks saved)" if video else ""
@@ -238,6 +330,26 @@ class VideoJob:
             self._lock.release()
             self._lock = None
         self.origin.release()
+
+
+def _first_round(prepared: PreparedChunks) -> tuple[list[Chunk], skip.Selection | None]:
+    """A video's chunks as first made: all of them; for a video that skips, those of the
+    instants its first walk chose and audited."""
+    skipper: Skipper | None = prepared.skipper
+    if skipper is None:
+        return prepared.chunks(), None
+    selection = skip.select(skipper.signatures(), skipper.rules)
+    return skipper.carrying(selection.sent, 0), selection
+
+
+def _billing(video: PreparedVideo | None) -> dict[str, Any]:
+    """A video's frames sampled, billed by this run, and carried (as planned, if it is not
+    done)."""
+    if video is None:
+        return {}
+    carried = video.selection.carried if video.selection is not None else 0
+    return {"frames_sampled": video.sampled, "frames_billed": video.billed.frames,
+            "frames_carried": carried}
 
 
 def _wait(running: RunningVideo, shown: str) -> tuple[list[ChunkResult], BaseException | None]:

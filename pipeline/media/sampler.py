@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from pipeline import skip
 from pipeline.media import proc
 from pipeline.sampling import Grid
 
@@ -37,6 +38,19 @@ def select_vf(grid: Grid) -> str:
             f"fps=fps={rate.numerator}/{rate.denominator}:round=up")
 
 
+SIGNATURE_VF = f"scale={skip.SIDE}:{skip.SIDE}:flags=area,format=gray"
+
+
+def proxy_vf(side: int) -> str:
+    """The compact proxy's frames."""
+    return f"{short_side_vf(side)},format=yuv420p"
+
+
+def images_vf(side: int) -> str:
+    """The frames strategy's JPEGs."""
+    return f"{short_side_vf(side)}:out_range=full,format=yuvj420p"
+
+
 def short_side_vf(side: int) -> str:
     """Scale so the shorter side is `side` (never up), both sides even, aspect kept (portrait
     too: 720x1280 -> 320x568)."""
@@ -51,19 +65,25 @@ def proxy_crf(sample_ms: int) -> int:
 
 
 def proxy_argv(src: str, out: str, grid: Grid, *, side: int, crf: int, keyint: int,
-               per_chunk: int) -> list[str]:
+               per_chunk: int, signatures: str | None = None) -> list[str]:
     """One pass: decode `src`, keep the frame at each instant, scale, encode H.264 in MP4 with
     frame n at n * step (timescale 1 ms) lasting one step. A keyframe every `keyint` frames lets
     a chunk end at any multiple of it; x264's own keyframes come no closer than that and no
-    further apart than `per_chunk` (a scene-cut IDR would otherwise reset the count)."""
+    further apart than `per_chunk` (a scene-cut IDR would otherwise reset the count).
+
+    With `signatures` (--skip-similar), every frame is a keyframe (no B-frames), so a chunk
+    can hold any instants picked from the proxy without encoding again, and the same pass
+    writes each frame's signature to that file."""
+    if signatures is None:
+        keys = ["-g", str(per_chunk), "-keyint_min", str(keyint),
+                "-force_key_frames", f"expr:eq(mod(n,{keyint}),0)"]
+    else:
+        keys = ["-g", "1", "-keyint_min", "1", "-bf", "0"]
+    encode = ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-threads", THREADS,
+              *keys, *BITEXACT, "-video_track_timescale", "1000", "-f", "mp4"]
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-threads", THREADS,
-            *proc.input_args(src), "-map", "0:v:0", "-an", "-sn", "-dn",
-            "-vf", f"{select_vf(grid)},{short_side_vf(side)},format=yuv420p",
-            "-frames:v", str(grid.count),
-            "-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-threads", THREADS,
-            "-g", str(per_chunk), "-keyint_min", str(keyint),
-            "-force_key_frames", f"expr:eq(mod(n,{keyint}),0)", *BITEXACT,
-            "-video_track_timescale", "1000", "-f", "mp4", f"file:{out}"]
+            *proc.input_args(src), *_outputs(f"{select_vf(grid)},{proxy_vf(side)}", grid,
+                                             encode, f"file:{out}", signatures)]
 
 
 def shrink_argv(src: str, out: str, first: int, end: int, *, crf: int, keyint: int) -> list[str]:
@@ -80,12 +100,26 @@ def shrink_argv(src: str, out: str, first: int, end: int, *, crf: int, keyint: i
             "-video_track_timescale", "1000", "-f", "mp4", f"file:{out}"]
 
 
-def images_argv(src: str, out: str, grid: Grid, *, side: int, quality: int) -> list[str]:
+def images_argv(src: str, out: str, grid: Grid, *, side: int, quality: int,
+                signatures: str | None = None) -> list[str]:
     """One pass: the frame at each instant as a JPEG (full-range, like a camera's), all in one
-    MOV whose sample n is instant n's image: its sample table says where each one lies."""
+    MOV whose sample n is instant n's image: its sample table says where each one lies. With
+    `signatures` (--skip-similar), the same pass writes each frame's signature to that file."""
+    encode = ["-c:v", "mjpeg", "-q:v", str(quality), "-threads", THREADS, *BITEXACT,
+              "-video_track_timescale", "1000", "-f", "mov"]
     return [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-threads", THREADS,
-            *proc.input_args(src), "-map", "0:v:0", "-an", "-sn", "-dn",
-            "-vf", f"{select_vf(grid)},{short_side_vf(side)}:out_range=full,format=yuvj420p",
-            "-frames:v", str(grid.count), "-c:v", "mjpeg", "-q:v", str(quality),
-            "-threads", THREADS, *BITEXACT, "-video_track_timescale", "1000",
-            "-f", "mov", f"file:{out}"]
+            *proc.input_args(src), *_outputs(f"{select_vf(grid)},{images_vf(side)}", grid,
+                                             encode, f"file:{out}", signatures)]
+
+
+def _outputs(vf: str, grid: Grid, encode: list[str], out: str,
+             signatures: str | None) -> list[str]:
+    """The filters and output(s) of a strategy's one pass: `out` encoded; with `signatures`,
+    the filtered frames split, a 64x64 gray thumbnail of each (full range) written raw to
+    that file (before `out`, which stays the last argument)."""
+    frames = ["-frames:v", str(grid.count)]  # each output its own: one alone never stops
+    if signatures is None:
+        return ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, *frames, *encode, out]
+    graph = f"[0:v:0]{vf},split=2[out][sig];[sig]{SIGNATURE_VF}[signature]"
+    return ["-filter_complex", graph, "-map", "[signature]", *frames, "-f", "rawvideo",
+            f"file:{signatures}", "-map", "[out]", "-an", "-sn", "-dn", *frames, *encode, out]

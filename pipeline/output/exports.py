@@ -112,6 +112,7 @@ def segments_from_dict(raw: Mapping[str, Any]) -> list[ConceptSegments]:
 # -- the exports -----------------------------------------------------------------------------
 def frames_jsonl(frames: Iterable[Frame]) -> Iterator[str]:
     """One JSON object a line: {"index", "time_ms", "concepts": [{"id", "name", "value"}]},
+    with "carried_from_ms" before "concepts" for a frame that was not sent (--skip-similar),
     as json.dumps writes it, with each concept's id and name encoded once."""
     encoded: dict[str, tuple[str, str]] = {}
     for index, frame in enumerate(frames):
@@ -123,7 +124,10 @@ def frames_jsonl(frames: Iterable[Frame]) -> Iterator[str]:
                 known = encoded[c.id] = (c.name, f'{{"id": {cid}, "name": {name}, "value": ')
             parts.append(known[1] + number(c.value) + "}")
         concepts = ", ".join(parts)
-        yield f'{{"index": {index}, "time_ms": {frame.time_ms}, "concepts": [{concepts}]}}\n'
+        carried = "" if frame.carried_from_ms is None else \
+            f'"carried_from_ms": {frame.carried_from_ms}, '
+        yield (f'{{"index": {index}, "time_ms": {frame.time_ms}, {carried}'
+               f'"concepts": [{concepts}]}}\n')
 
 
 SEGMENT_COLUMNS = ("concept_id", "concept_name", "start_ms", "end_ms", "duration_ms",

@@ -68,8 +68,10 @@ class _FrameText:
         self._concepts: dict[tuple[str, str], str] = {}
 
     def frame(self, index: int, frame: Frame) -> str:
+        carried = "" if frame.carried_from_ms is None else \
+            f',\n        "carried_from_ms": {frame.carried_from_ms:d}'
         head = (f'    {{\n      "frame_info": {{\n        "index": {index:d},\n'
-                f'        "time": {frame.time_ms:d}\n      }},\n      "data": {{\n'
+                f'        "time": {frame.time_ms:d}{carried}\n      }},\n      "data": {{\n'
                 '        "concepts": ')
         if not frame.concepts:
             return head + "[]\n      }\n    }"

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,11 +25,11 @@ import numpy as np
 
 from pipeline.errors import InputError, SegmentError
 from pipeline.media import mp4read, mp4write, sampler
-from pipeline.send import costs, instants
-from pipeline.send.encoded import made_once, sampled_table
+from pipeline.send import costs, instants, skipping
+from pipeline.send.encoded import SIDE, beside, made_once, sampled_table
 from pipeline.send.media import ChunkMedia
-from pipeline.send.strategy import Cost, PreparedChunks, Strategy, Travel, setting
-from pipeline.types import Chunk, Limits, LocalVideo, Plan, SampleTable, VideoInfo
+from pipeline.send.strategy import Cost, PreparedChunks, Skipper, Strategy, Travel, setting
+from pipeline.types import Chunk, Limits, LocalVideo, Plan, SampleTable, VideoBytes, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,17 @@ class Compact(Strategy):
                                     "is better and larger (default 30 at one sample a second "
                                     "or fewer, lower for shorter --sample-ms: 28 at 500, 23 at "
                                     "100)", low=0, high=51, metavar="CRF")
+    skip_similar: bool = skipping.similar()
+    skip_threshold: float = skipping.threshold()
+    max_carry_ms: int = skipping.max_carry()
+    audit_share: float = skipping.audit_share()
 
     def crf(self, sample_ms: int) -> int:
         return self.proxy_crf if self.proxy_crf is not None else sampler.proxy_crf(sample_ms)
 
     def key(self, sample_ms: int) -> tuple[tuple[str, object], ...]:
-        return (("name", self.name), ("proxy_size", self.proxy_size), ("crf", self.crf(sample_ms)))
+        return (("name", self.name), ("proxy_size", self.proxy_size), ("crf", self.crf(sample_ms)),
+                *skipping.key(self))
 
     def prepare(self, info: VideoInfo, limits: Limits, folder: Path,
                 sample_ms: int) -> PreparedChunks:
@@ -97,21 +103,29 @@ class CompactChunks:
         self._name = info.path
         self._tables: dict[str, SampleTable] = {}
         self._lock = threading.Lock()
-        self.source = str(self._encode(info))
+        rules = skipping.rules(strategy, sample_ms)
+        path = self._encode(info, signatures=rules is not None)
+        self.source = str(path)
+        self.skipper: Skipper | None = None if rules is None else skipping.Skipping(
+            rules, beside(path, skipping.SIGNATURES), self.grid.count, self._carrying)
 
     # -- the proxy ---------------------------------------------------------------------------
-    def _encode(self, info: VideoInfo) -> Path:
-        """The proxy file, made once: an earlier run's is taken as it is (renamed into place
-        only when whole, and named by its command line)."""
+    def _encode(self, info: VideoInfo, *, signatures: bool) -> Path:
+        """The proxy file (and, when skipping, the signatures; every frame a keyframe), made
+        once: an earlier run's is taken as it is (renamed into place only when whole, and named
+        by its command line)."""
         argv = sampler.proxy_argv(info.path, "OUT", self.grid, side=self.strategy.proxy_size,
-                                  crf=self.crf, keyint=self.keyint,
-                                  per_chunk=self.per_chunk)
+                                  crf=self.crf, keyint=self.keyint, per_chunk=self.per_chunk,
+                                  signatures=SIDE if signatures else None)
         path = made_once(argv, self._folder, "proxy.mp4", video=info.path,
                          what="the compact proxy", seconds=info.duration_ms / 1000,
                          doing=f"encoding the compact proxy ({self.grid.count} frames, "
-                               f"{self.strategy.proxy_size} px, CRF {self.crf})")
-        self._tables[str(path)] = sampled_table(path, self.grid.count, video=info.path,
-                                                what="the compact proxy")
+                               f"{self.strategy.proxy_size} px, CRF {self.crf})",
+                         side=skipping.SIGNATURES if signatures else None)
+        table = sampled_table(path, self.grid.count, video=info.path, what="the compact proxy")
+        if signatures and not table.keys.all():
+            raise SegmentError(f"{path}: the proxy of a video that skips must be all keyframes")
+        self._tables[str(path)] = table
         return path
 
     def _table(self, path: str) -> SampleTable:
@@ -129,6 +143,8 @@ class CompactChunks:
         return [dataclasses.replace(c, index=i) for i, c in enumerate(pieces)]
 
     def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
+        if chunk.instants is not None:
+            return self._recut_chosen(chunk, limits)
         assert chunk.packets is not None
         first, end = chunk.packets
         offset = self._instant(chunk.start) - first
@@ -188,10 +204,79 @@ class CompactChunks:
     def _instant(self, start: Fraction) -> int:
         return int(start * 1000 / self.sample_ms)
 
+    # -- chunks of chosen instants (--skip-similar) ------------------------------------------
+    def _carrying(self, chosen: Sequence[int], first_index: int,
+                  limits: Limits | None = None) -> list[Chunk]:
+        """Chunks of the instants `chosen`, in order: each the proxy's frames of its instants,
+        one interval each (every frame is a keyframe), as many as fit in --max-seconds and
+        --max-bytes (its exact size as written)."""
+        limits = limits or self.limits
+        per_chunk = max(1, limits.max_duration_ms // self.sample_ms)
+        out: list[Chunk] = []
+        a = 0
+        while a < len(chosen):
+            b = self._fitting(chosen, a, min(len(chosen), a + per_chunk), limits.max_bytes)
+            part = tuple(chosen[a:b])
+            start, stop = instants.bounds(part[0], part[-1] + 1, self.sample_ms, self.length)
+            out.append(Chunk(first_index + len(out), self.source, start, stop,
+                             self._picked_size(part), len(part), instants=part))
+            a = b
+        return out
+
+    def _fitting(self, chosen: Sequence[int], a: int, most: int, max_bytes: int) -> int:
+        """The largest b <= most whose chunk chosen[a:b] fits in max_bytes (sizes grow with
+        b: a binary search); a frame alone over it cannot be sent."""
+        if self._picked_size(chosen[a:a + 1]) > max_bytes:
+            raise SegmentError(f"the proxy's frame at {chosen[a] * self.sample_ms / 1000:.0f} s "
+                               f"is over {max_bytes} bytes alone; raise --max-bytes or lower "
+                               "--proxy-size")
+        low, high = a + 1, most
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self._picked_size(chosen[a:mid]) <= max_bytes:
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+    def _recut_chosen(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
+        assert chunk.instants is not None
+        if len(chunk.instants) < 2:
+            raise SegmentError(f"chunk {chunk.index} cannot be cut smaller")
+        pieces = self._carrying(chunk.instants, 0, limits)
+        if len(pieces) < 2:
+            half = len(chunk.instants) // 2
+            pieces = [*self._carrying(chunk.instants[:half], 0, limits),
+                      *self._carrying(chunk.instants[half:], 1, limits)]
+        return [dataclasses.replace(c, index=i) for i, c in enumerate(pieces)]
+
+    def _picked(self, chosen: Sequence[int]) -> SampleTable:
+        """The proxy's samples of `chosen`, retimed one interval apart from 0."""
+        table = self._table(self.source)
+        which = np.asarray(chosen, dtype=np.int64)
+        ticks = self.sample_ms * table.timescale // 1000
+        times = np.arange(len(which), dtype=np.int64) * ticks
+        return SampleTable(table.timescale, times, times, np.full(len(which), ticks, np.int64),
+                           table.sizes[which], np.ones(len(which), bool), table.offsets[which],
+                           table.stsd, table.tkhd, table.language)
+
+    def _chosen_bytes(self, path: str, chosen: Sequence[int]) -> bytes:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return mp4write.chunk_bytes(fd, self._picked(chosen), 0, len(chosen))
+        finally:
+            os.close(fd)
+
+    def _picked_size(self, chosen: Sequence[int]) -> int:
+        return mp4write.layout(self._picked(chosen), 0, len(chosen)).size
+
     # -- requests ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def open(self, chunk: Chunk) -> Iterator[LocalVideo]:
         """The chunk's bytes: an MP4 of its samples, built from the proxy's sample table."""
+        if chunk.instants is not None:
+            yield VideoBytes(self._chosen_bytes(chunk.path, chunk.instants))
+            return
         with ChunkMedia(self._table(chunk.path)).open(chunk) as media:
             yield media
 

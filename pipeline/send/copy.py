@@ -13,7 +13,7 @@ from pipeline import segment
 from pipeline.sampling import clarifai_grid
 from pipeline.send import costs
 from pipeline.send.media import ChunkMedia
-from pipeline.send.strategy import Cost, PreparedChunks, Strategy, Travel, setting
+from pipeline.send.strategy import Cost, PreparedChunks, Skipper, Strategy, Travel, setting
 from pipeline.types import Chunk, Limits, LocalVideo, Plan, VideoInfo
 
 
@@ -62,6 +62,7 @@ class CopyChunks:
         self._folder = str(folder)
         self._options = segment.SegmentOptions(keep_audio=keep_audio)
         self._media = ChunkMedia(info.table)
+        self.skipper: Skipper | None = None  # copy sends every chunk as it is
 
     def chunks(self) -> list[Chunk]:
         return segment.split(self.info, self._limits, self._folder, self._options,

@@ -18,24 +18,41 @@ from pipeline.types import SampleTable
 log = logging.getLogger(__name__)
 
 
+SIDE = "SIDE"  # stands for a pass's second output (`made_once(side=...)`), as file:SIDE
+SIDE_OUTPUT = f"file:{SIDE}"
+
+
 def made_once(argv: list[str], folder: Path, name: str, *, video: str, what: str,
-              seconds: float, doing: str | None = None) -> Path:
+              seconds: float, doing: str | None = None, side: str | None = None) -> Path:
     """The file `argv` writes (its last item stands for the output), in `folder` as
     `NAME-DIGEST.EXT` with the digest of the command line; encoded only when not there yet
-    (`doing` logged then), within the deadline of a pass over `seconds` of media."""
+    (`doing` logged then), within the deadline of a pass over `seconds` of media. With `side`,
+    the pass also writes a second file where argv says SIDE_OUTPUT, named `side` the same way
+    (`beside`), and both must be there."""
     digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
     stem, ext = os.path.splitext(name)
     path = folder / f"{stem}-{digest}{ext}"
-    if not path.exists():
+    other = beside(path, side) if side is not None else None
+    if not path.exists() or (other is not None and not other.exists()):
         if doing:
             log.info("%s: %s", video, doing)
         with _encode_failures(video, what):
             folder.mkdir(parents=True, exist_ok=True)
             part = path.with_suffix(".part")
-            proc.run([*argv[:-1], f"file:{part}"],
+            other_part = other.with_suffix(".part") if other is not None else None
+            head = [f"file:{other_part}" if a == SIDE_OUTPUT else a for a in argv[:-1]]
+            proc.run([*head, f"file:{part}"],
                      timeout=proc.deadlines().deadline(media_seconds=seconds))
+            if other is not None and other_part is not None:
+                os.replace(other_part, other)
             os.replace(part, path)
     return path
+
+
+def beside(path: Path, name: str) -> Path:
+    """The second output of the pass that made `path` (`made_once(side=name)`)."""
+    stem, ext = os.path.splitext(name)
+    return path.with_name(f"{stem}-{path.stem.rsplit('-', 1)[1]}{ext}")
 
 
 def sampled_table(path: Path, count: int, *, video: str, what: str) -> SampleTable:

@@ -12,16 +12,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from pipeline.errors import InputError, SegmentError
 from pipeline.media import sampler
-from pipeline.send import costs, instants
-from pipeline.send.encoded import made_once, sampled_table
-from pipeline.send.strategy import Cost, PreparedChunks, Strategy, Travel, setting
+from pipeline.send import costs, instants, skipping
+from pipeline.send.encoded import SIDE, beside, made_once, sampled_table
+from pipeline.send.skipping import SIGNATURES
+from pipeline.send.strategy import Cost, PreparedChunks, Skipper, Strategy, Travel, setting
 from pipeline.types import (
     DEFAULT_MAX_BYTES,
     Chunk,
@@ -55,11 +56,15 @@ class Frames(Strategy):
     images_per_request: int = setting(128, "--images-per-request", "frames: images a request, "
                                       "1-128 (default 128, Clarifai's maximum)", low=1,
                                       high=128, metavar="N")
+    skip_similar: bool = skipping.similar()
+    skip_threshold: float = skipping.threshold()
+    max_carry_ms: int = skipping.max_carry()
+    audit_share: float = skipping.audit_share()
 
     def key(self, sample_ms: int) -> tuple[tuple[str, object], ...]:
         return (("name", self.name), ("image_size", self.image_size),
                 ("image_quality", self.image_quality),
-                ("images_per_request", self.images_per_request))
+                ("images_per_request", self.images_per_request), *skipping.key(self))
 
     def prepare(self, info: VideoInfo, limits: Limits, folder: Path,
                 sample_ms: int) -> PreparedChunks:
@@ -85,19 +90,25 @@ class FramesChunks:
         self.grid = instants.grid(info, sample_ms)
         self.length = instants.span(info)
         self._folder = folder
-        path, self.table = self._extract(info)
+        rules = skipping.rules(strategy, sample_ms)
+        path, self.table = self._extract(info, signatures=rules is not None)
         self.source = str(path)
         self._check_sizes(info)
+        self.skipper: Skipper | None = None if rules is None else skipping.Skipping(
+            rules, beside(path, skipping.SIGNATURES), self.grid.count, self._carrying)
 
-    def _extract(self, info: VideoInfo) -> tuple[Path, SampleTable]:
-        """The images file, made once (an earlier run's is taken as it is: renamed into place
-        only when whole, and named by its command line)."""
+    def _extract(self, info: VideoInfo, *, signatures: bool) -> tuple[Path, SampleTable]:
+        """The images file (and, when skipping, the signatures), made once (an earlier run's
+        is taken as it is: renamed into place only when whole, and named by its command
+        line)."""
         argv = sampler.images_argv(info.path, "OUT", self.grid, side=self.strategy.image_size,
-                                   quality=self.strategy.image_quality)
+                                   quality=self.strategy.image_quality,
+                                   signatures=SIDE if signatures else None)
         path = made_once(argv, self._folder, "images.mov", video=info.path,
                          what="the frames' JPEGs", seconds=info.duration_ms / 1000,
                          doing=f"writing {self.grid.count} sampled frames as JPEGs "
-                               f"({self.strategy.image_size} px, q {self.strategy.image_quality})")
+                               f"({self.strategy.image_size} px, q {self.strategy.image_quality})",
+                         side=SIGNATURES if signatures else None)
         return path, sampled_table(path, self.grid.count, video=info.path,
                                    what="the frames file")
 
@@ -115,11 +126,37 @@ class FramesChunks:
 
     def recut(self, chunk: Chunk, limits: Limits) -> list[Chunk]:
         """Two batches or more, each at most half the images (the API refused this one)."""
+        if chunk.frames < 2:
+            raise SegmentError(f"batch {chunk.index}: one image, refused as too large")
+        if chunk.instants is not None:
+            return self._picked(chunk.instants, (chunk.frames + 1) // 2, limits.max_bytes, 0)
         assert chunk.packets is not None
         first, end = chunk.packets
-        if end - first < 2:
-            raise SegmentError(f"batch {chunk.index}: one image, refused as too large")
         return self._batches(first, end, (end - first + 1) // 2, limits.max_bytes)
+
+    def _carrying(self, chosen: Sequence[int], first_index: int) -> list[Chunk]:
+        budget = min(self.limits.max_bytes, DEFAULT_MAX_BYTES["bytes"])
+        return self._picked(chosen, self.strategy.images_per_request, budget, first_index)
+
+    def _picked(self, chosen: Sequence[int], per_request: int, max_bytes: int,
+                first_index: int) -> list[Chunk]:
+        """Batches of the instants `chosen` (--skip-similar), in order, each at most
+        `per_request` images and `max_bytes`; image n of a batch is its instants[n]."""
+        sizes = self.table.sizes
+        out: list[Chunk] = []
+        a = 0
+        while a < len(chosen):
+            b, total = a, 0
+            while b < len(chosen) and b - a < per_request and (
+                    b == a or total + int(sizes[chosen[b]]) <= max_bytes):
+                total += int(sizes[chosen[b]])
+                b += 1
+            start, stop = instants.bounds(chosen[a], chosen[b - 1] + 1, self.sample_ms,
+                                          self.length)
+            out.append(Chunk(first_index + len(out), self.source, start, stop, total, b - a,
+                             instants=tuple(chosen[a:b])))
+            a = b
+        return out
 
     def _batches(self, first: int, end: int, per_request: int, max_bytes: int) -> list[Chunk]:
         """Consecutive instants, each batch at most `per_request` images and `max_bytes`."""
@@ -145,11 +182,15 @@ class FramesChunks:
 
     def images(self, chunk: Chunk) -> tuple[bytes, ...]:
         """The batch's JPEGs, read from the images file."""
-        assert chunk.packets is not None
-        first, end = chunk.packets
+        which: Sequence[int]
+        if chunk.instants is not None:
+            which = chunk.instants
+        else:
+            assert chunk.packets is not None
+            which = range(*chunk.packets)
         fd = os.open(chunk.path, os.O_RDONLY)
         try:
             return tuple(os.pread(fd, int(self.table.sizes[i]), int(self.table.offsets[i]))
-                         for i in range(first, end))
+                         for i in which)
         finally:
             os.close(fd)

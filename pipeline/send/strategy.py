@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from pipeline import validate
+from pipeline import skip, validate
 from pipeline.types import Chunk, Limits, Media, Plan, VideoInfo
 
 
@@ -56,10 +57,27 @@ class Cost:
                 "estimated": self.estimated}
 
 
+class Skipper(Protocol):
+    """A video's prepared chunks when it skips (--skip-similar): its rules and signatures, and
+    the chunks that carry a set of its instants."""
+
+    rules: skip.Rules
+
+    def signatures(self) -> skip.Signatures:
+        """The signatures the strategy's one pass wrote."""
+        ...
+
+    def carrying(self, instants: Sequence[int], first_index: int) -> list[Chunk]:
+        """Chunks (numbered from `first_index`) that carry exactly `instants` (ascending),
+        each within the limits."""
+        ...
+
+
 class PreparedChunks(Protocol):
     """One video's chunks under a strategy, and what a request carries for each."""
 
     source: str  # the file the in-memory chunks are cut from (the source, the proxy, ...)
+    skipper: Skipper | None  # set when the video skips similar frames
 
     def chunks(self) -> list[Chunk]:
         """The video's chunks, each verified against the limits."""

@@ -111,7 +111,8 @@ class Servicer(service_pb2_grpc.V2Servicer):
             "time": round(time.time(), 6), "method": "PostModelOutputs",
             "model": request.model_id,
             "kind": _kinds(request.inputs), "inputs": len(request.inputs),
-            "size_bytes": sum(_size(i) for i in request.inputs), "fault": None}
+            "size_bytes": sum(_size(i) for i in request.inputs), "fault": None,
+            "billed_frames": 0}
         try:
             with self.in_flight:
                 return self._respond(request, context, entry)
@@ -236,6 +237,7 @@ class Servicer(service_pb2_grpc.V2Servicer):
             outputs = self._outputs(request.inputs, model, sample_ms, call, claim)
         finally:
             claim.release()
+        entry["billed_frames"] = _billed(outputs)
         return service_pb2.MultiOutputResponse(status=_overall(outputs), outputs=outputs)
 
     def _check_key(self, context: grpc.ServicerContext) -> status_pb2.Status | None:
@@ -306,6 +308,12 @@ def _kinds(items: Sequence[resources_pb2.Input]) -> str:
     """Each input's kind, a run of the same kind counted: `image-bytes*128`, or `none`."""
     runs = [(k, len(list(g))) for k, g in itertools.groupby(serve_inputs.kind(i) for i in items)]
     return ",".join(k if n == 1 else f"{k}*{n}" for k, n in runs) or "none"
+
+
+def _billed(outputs: Sequence[resources_pb2.Output]) -> int:
+    """The frames Clarifai bills for these outputs: each frame a video input was sampled at,
+    each image scored; an input that failed bills nothing."""
+    return sum(len(o.data.frames) or 1 for o in outputs if o.status.code == codes.SUCCESS)
 
 
 def _size(item: resources_pb2.Input) -> int:

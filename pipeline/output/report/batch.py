@@ -32,7 +32,10 @@ def write_batch_report(out_dir: str | Path, rules: Rules, *,
     said = ", ".join(f"{n} {status}" for status, n in counts.items())
     body = (f"<h1>video-pipeline batch: {esc(out_dir.resolve().name)}</h1>"
             f'<p class="muted">{len(rows)} inputs: {esc(said)}; '
-            f"{int(summary.get('requests') or 0):,} requests</p>"
+            f"{int(summary.get('requests') or 0):,} requests; frames "
+            f"{int(summary.get('frames_sampled') or 0):,} sampled, "
+            f"{int(summary.get('frames_billed') or 0):,} billed, "
+            f"{int(summary.get('frames_carried') or 0):,} carried</p>"
             "<table><tr><th>#</th><th>input</th><th>status</th><th>error or note</th>"
             "<th class=num>duration</th><th class=num>chunks</th><th class=num>requests</th>"
             "<th class=num>time taken</th><th>report</th></tr>" + "".join(rows) + "</table>")

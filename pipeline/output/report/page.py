@@ -84,10 +84,34 @@ def _facts(data: VideoData, href: str | None) -> str:
                            f"bytes, {limits.get('max_duration_ms', 0) / 1000:g} s a request")),
             ("chunks", f"{len(data.chunks)}, {requests} requests "
                        f"({requests - len(data.chunks)} retried)"),
+            *_billing(data),
             ("segments", esc(f"value at least {data.rules.min_confidence:g}; gaps up to "
                              f"{data.rules.gap_ms(data.sample_ms)} ms bridged; shorter than "
                              f"{data.rules.min_segment_ms} ms dropped"))]
     return '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+
+
+def _billing(data: VideoData) -> list[tuple[str, str]]:
+    """What the video billed, and for a video that skipped similar frames, what it carried and
+    what its audit found (and where its threshold tightened)."""
+    skipping = data.head.get("skipping")
+    if not isinstance(skipping, dict):
+        return [("billing", f"{len(data.times):,} frames sampled, each sent (billed once)")]
+    sampled, sent = int(skipping.get("frames_sampled", 0)), int(skipping.get("frames_sent", 0))
+    audit = skipping.get("audit") or {}
+    n = int(audit.get("frames", 0))
+    rows = [("billing", f"{sampled:,} frames sampled, {sent:,} sent (billed once each: "
+                        f"{100 * sent / max(sampled, 1):.1f}%), "
+                        f"{int(skipping.get('frames_carried', 0)):,} carried from the last "
+                        "frame sent (--skip-similar)"),
+            ("audit", f"{n:,} carried frames sent anyway: same label on "
+                      f"{100 * float(audit.get('same_label', 1)):.1f}%, mean absolute "
+                      f"difference {float(audit.get('mean_abs_diff', 0)):.4f}" if n else
+                      "no carried frame was audited")]
+    for t in audit.get("tightened") or []:
+        rows.append(("tightened", esc(f"the audit disagreed: threshold {t['threshold']:g} "
+                                      f"from {clock_ms(int(t['from_ms']))} on")))
+    return rows
 
 
 def _concepts(data: VideoData) -> str:
