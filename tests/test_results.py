@@ -218,8 +218,8 @@ def test_frame_exports_write_what_csv_and_json_would(
               for i, row in enumerate(rows)]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["time_ms", "concept_id", "concept_name", "value"])
-    writer.writerows([f.time_ms, *c] for f in frames for c in f.concepts)
+    writer.writerow(["time_ms", "concept_id", "concept_name", "value", "carried_from_ms"])
+    writer.writerows([f.time_ms, *c, ""] for f in frames for c in f.concepts)
     assert "".join(formats.frames_csv(frames)) == buf.getvalue()
     assert "".join(exports.frames_jsonl(frames)) == "".join(
         json.dumps({"index": i, "time_ms": f.time_ms, "concepts": [
@@ -268,7 +268,8 @@ def test_an_empty_timeline_gives_empty_exports(tmp_path: Path) -> None:
     write_outputs(tmp_path, [], sample_ms=1000, duration_ms=0, outputs=Outputs())
     saved = json.loads((tmp_path / "segments.json").read_text())
     assert saved["concepts"] == [] and saved["frames"] == 0
-    assert (tmp_path / "frames.csv").read_text() == "time_ms,concept_id,concept_name,value\n"
+    assert (tmp_path / "frames.csv").read_text() == \
+        "time_ms,concept_id,concept_name,value,carried_from_ms\n"
     assert list(csv.DictReader((tmp_path / "segments.csv").open())) == []
     assert (tmp_path / "frames.jsonl").read_text() == ""
     assert webvtt.read(str(tmp_path / "segments.vtt")).captions == []

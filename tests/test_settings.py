@@ -200,8 +200,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"proxy_crf": 52}, "--proxy-crf must be between 0 and 51, not 52"),
     ({"image_size": 63}, "--image-size must be between 64 and 4096, not 63"),
     ({"image_size": 4097}, "--image-size must be between 64 and 4096, not 4097"),
-    ({"image_quality": 1}, "--image-quality must be between 2 and 31, not 1"),
-    ({"image_quality": 32}, "--image-quality must be between 2 and 31, not 32"),
+    ({"image_quality": 49}, "--image-quality must be between 50 and 95, not 49"),
+    ({"image_quality": 96}, "--image-quality must be between 50 and 95, not 96"),
     ({"images_per_request": 0}, "--images-per-request must be between 1 and 128, not 0"),
     ({"images_per_request": 129}, "--images-per-request must be between 1 and 128, not 129"),
 ]
@@ -227,9 +227,9 @@ def test_every_bound_itself_is_allowed() -> None:
                           s3_endpoint_url="http://127.0.0.1:9000")
     for name in ("copy", "compact", "frames"):
         Settings.from_options(strategy=name)
-    Settings.from_options(proxy_size=64, proxy_crf=0, image_size=64, image_quality=2,
+    Settings.from_options(proxy_size=64, proxy_crf=0, image_size=64, image_quality=50,
                           images_per_request=1)
-    Settings.from_options(proxy_size=4096, proxy_crf=51, image_size=4096, image_quality=31,
+    Settings.from_options(proxy_size=4096, proxy_crf=51, image_size=4096, image_quality=95,
                           images_per_request=128)
 
 

@@ -77,7 +77,7 @@ def test_another_strategy_setting_is_another_run() -> None:
     smaller = dataclasses.replace(COMPACT, strategy=(("name", "compact"), ("proxy_size", 256),
                                                      ("crf", 30)))
     frames = dataclasses.replace(KEY, strategy=(("name", "frames"), ("image_size", 320),
-                                                ("image_quality", 4),
+                                                ("image_quality", 90),
                                                 ("images_per_request", 128)))
     keys = [k.as_dict() for k in (KEY, COMPACT, smaller, frames)]
     chunk_keys = [k.for_chunk(CHUNK) for k in (KEY, COMPACT, smaller, frames)]

@@ -34,7 +34,7 @@ class Charges(Protocol):
 
 
 def reached(limit: int, spent: int) -> BudgetReached:
-    return BudgetReached(f"stopped: billing budget reached ({spent:,} frames billed of "
+    return BudgetReached(f"billing budget reached ({spent:,} frames billed of "
                          f"--max-billed-frames {limit:,}); rerun with a larger budget to finish")
 
 

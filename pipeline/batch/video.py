@@ -119,8 +119,8 @@ class VideoJob:
             return self._end(held)
         if self.ctx.budget.closed:  # nothing more is sent: not even probed
             return self._end(Outcome(self.shown, Status.STOPPED, id=video_id,
-                                     note="stopped: billing budget reached; rerun with a "
-                                          "larger --max-billed-frames to finish"))
+                                     note="billing budget reached before it was started; "
+                                          "rerun with a larger --max-billed-frames to finish"))
         probed = self.origin.probe()
         self.origin.sweep_staged(video_id)
         return self._ready(video_id, store, probed, state)
@@ -307,7 +307,6 @@ class VideoJob:
             log.warning("%s: deferred: %s", self.shown, exc.problem)
             return self._outcome(video, Status.DEFERRED, requests, note=exc.problem)
         if isinstance(exc, BudgetReached):
-            log.warning("%s: %s", self.shown, exc)
             return self._outcome(video, Status.STOPPED, requests, note=str(exc))
         log.debug("%s failed", self.shown, exc_info=exc)
         saved = len(video.store.results(video.chunks)) if video is not None else 0

@@ -1,7 +1,8 @@
 """The one sampler: which source frame stands for each instant of a sampling grid, and the ffmpeg
 command lines (pure) that write those frames for the local model (`decode`), as a compact proxy
-video, or as JPEG images. Every strategy samples the same frames: the frame shown at each
-instant (the last whose time is <= it), the last frame held past the end.
+video, or as RGB for the frames strategy's JPEGs (`stills`). Every strategy samples the same
+frames: the frame shown at each instant (the last whose time is <= it), the last frame held past
+the end.
 
 Measured choices (research on the 2-core machine, Debian 12's ffmpeg 5.1 / x264 core 164):
 - Short side 320 (never upscaled): open_nsfw resizes to 256, so nothing is upsampled; 224 px
@@ -11,7 +12,7 @@ Measured choices (research on the 2-core machine, Debian 12's ffmpeg 5.1 / x264 
   (x264 codes frames 100 ms apart as cheap predictions): `proxy_crf`.
 - CRF without a rate cap is bit-identical from run to run only with a pinned thread count
   (`-threads 2`; the automatic count changes the bytes with the machine).
-- JPEG: ffmpeg's mjpeg at -q:v 4, ~20 KB an image on real footage (MAD 0.0085)."""
+- JPEG: Pillow from RGB at quality 90, 4:4:4 (`stills`)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,6 @@ SIGNATURE_VF = f"scale={skip.SIDE}:{skip.SIDE}:flags=area,format=gray"
 def proxy_vf(side: int) -> str:
     """The compact proxy's frames."""
     return f"{short_side_vf(side)},format=yuv420p"
-
-
-def images_vf(side: int) -> str:
-    """The frames strategy's JPEGs."""
-    return f"{short_side_vf(side)}:out_range=full,format=yuvj420p"
 
 
 def short_side_vf(side: int) -> str:
@@ -98,18 +94,6 @@ def shrink_argv(src: str, out: str, first: int, end: int, *, crf: int, keyint: i
             "-g", str(end - first), "-keyint_min", str(keyint),
             "-force_key_frames", f"expr:eq(mod(n,{keyint}),0)", *BITEXACT,
             "-video_track_timescale", "1000", "-f", "mp4", f"file:{out}"]
-
-
-def images_argv(src: str, out: str, grid: Grid, *, side: int, quality: int,
-                signatures: str | None = None) -> list[str]:
-    """One pass: the frame at each instant as a JPEG (full-range, like a camera's), all in one
-    MOV whose sample n is instant n's image: its sample table says where each one lies. With
-    `signatures` (--skip-similar), the same pass writes each frame's signature to that file."""
-    encode = ["-c:v", "mjpeg", "-q:v", str(quality), "-threads", THREADS, *BITEXACT,
-              "-video_track_timescale", "1000", "-f", "mov"]
-    return [proc.FFMPEG, "-v", "error", "-nostdin", "-y", "-threads", THREADS,
-            *proc.input_args(src), *_outputs(f"{select_vf(grid)},{images_vf(side)}", grid,
-                                             encode, f"file:{out}", signatures)]
 
 
 def _outputs(vf: str, grid: Grid, encode: list[str], out: str,

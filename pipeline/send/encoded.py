@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipeline.errors import FFmpegError, InputError, io_failure
@@ -29,23 +29,40 @@ def made_once(argv: list[str], folder: Path, name: str, *, video: str, what: str
     (`doing` logged then), within the deadline of a pass over `seconds` of media. With `side`,
     the pass also writes a second file where argv says SIDE_OUTPUT, named `side` the same way
     (`beside`), and both must be there."""
-    digest = hashlib.sha256("\0".join(argv[:-1]).encode()).hexdigest()[:16]
-    stem, ext = os.path.splitext(name)
-    path = folder / f"{stem}-{digest}{ext}"
+    path = named(argv[:-1], folder, name)
     other = beside(path, side) if side is not None else None
-    if not path.exists() or (other is not None and not other.exists()):
-        if doing:
-            log.info("%s: %s", video, doing)
-        with _encode_failures(video, what):
-            folder.mkdir(parents=True, exist_ok=True)
-            part = path.with_suffix(".part")
-            other_part = other.with_suffix(".part") if other is not None else None
-            head = [f"file:{other_part}" if a == SIDE_OUTPUT else a for a in argv[:-1]]
-            proc.run([*head, f"file:{part}"],
-                     timeout=proc.deadlines().deadline(media_seconds=seconds))
-            if other is not None and other_part is not None:
-                os.replace(other_part, other)
-            os.replace(part, path)
+
+    def make(parts: dict[Path, Path]) -> None:
+        head = [f"file:{parts[other]}" if other and a == SIDE_OUTPUT else a for a in argv[:-1]]
+        proc.run([*head, f"file:{parts[path]}"],
+                 timeout=proc.deadlines().deadline(media_seconds=seconds))
+
+    return made(path, [other] if other else [], make, video=video, what=what, doing=doing)
+
+
+def named(key: list[str], folder: Path, name: str) -> Path:
+    """`folder/NAME-DIGEST.EXT`, the digest of `key` (what makes the file: its command line)."""
+    digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:16]
+    stem, ext = os.path.splitext(name)
+    return folder / f"{stem}-{digest}{ext}"
+
+
+def made(path: Path, others: list[Path], make: Callable[[dict[Path, Path]], None], *,
+         video: str, what: str, doing: str | None = None) -> Path:
+    """`path` (and `others`, made by the same pass), made once: unless all are there, `make`
+    writes each to the temporary name it is given, and they are renamed into place, `path`
+    last (so a file there is whole, and its pass's others with it)."""
+    wanted = [*others, path]
+    if all(p.exists() for p in wanted):
+        return path
+    if doing:
+        log.info("%s: %s", video, doing)
+    with _encode_failures(video, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parts = {p: p.with_suffix(p.suffix + ".part") for p in wanted}
+        make(parts)
+        for p in wanted:
+            os.replace(parts[p], p)
     return path
 
 

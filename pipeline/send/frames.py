@@ -1,8 +1,9 @@
 """The frames strategy: the sampled frames as JPEG image inputs, up to 128 a request.
 
-One ffmpeg pass per video (both cores) writes every sampled frame as a JPEG into one MOV file,
-whose sample table says where each image lies (image n is instant n): nothing is written per
-image, and a batch's images are read from the file when it is sent. A batch is consecutive
+One ffmpeg pass per video (both cores) gives every sampled frame as RGB, which Pillow encodes as
+a JPEG (`media.stills`: quality 90, 4:4:4, what an image model decodes faithfully) into one
+file beside an index of their sizes (image n is instant n): nothing is written per image, and a
+batch's images are read from the file when it is sent. A batch is consecutive
 instants, so it starts on a whole interval and its answers go straight onto the source clock.
 Any image model takes them: Clarifai's video predict serves only a few public models, its
 image predict every image model, a user's own included."""
@@ -18,20 +19,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from pipeline.errors import InputError, SegmentError
-from pipeline.media import sampler
+from pipeline.media import stills
 from pipeline.send import costs, instants, skipping
-from pipeline.send.encoded import SIDE, beside, made_once, sampled_table
-from pipeline.send.skipping import SIGNATURES
+from pipeline.send.encoded import beside, made, named
 from pipeline.send.strategy import Cost, PreparedChunks, Skipper, Strategy, Travel, setting
-from pipeline.types import (
-    DEFAULT_MAX_BYTES,
-    Chunk,
-    ImageBatch,
-    Limits,
-    Plan,
-    SampleTable,
-    VideoInfo,
-)
+from pipeline.types import DEFAULT_MAX_BYTES, Chunk, ImageBatch, Limits, Plan, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +43,9 @@ class Frames(Strategy):
     image_size: int = setting(320, "--image-size", "frames: the JPEGs' shorter side in "
                               "pixels, never upscaled (default 320)", low=64, high=4096,
                               metavar="PX")
-    image_quality: int = setting(4, "--image-quality", "frames: JPEG quality as ffmpeg's "
-                                 "-q:v, 2 (best) to 31 (default 4)", low=2, high=31, metavar="Q")
+    image_quality: int = setting(stills.QUALITY, "--image-quality", "frames: JPEG quality, "
+                                 "50-95, higher is better and larger; 4:4:4 chroma (default "
+                                 f"{stills.QUALITY})", low=50, high=95, metavar="Q")
     images_per_request: int = setting(128, "--images-per-request", "frames: images a request, "
                                       "1-128 (default 128, Clarifai's maximum)", low=1,
                                       high=128, metavar="N")
@@ -97,20 +90,39 @@ class FramesChunks:
         self.skipper: Skipper | None = None if rules is None else skipping.Skipping(
             rules, beside(path, skipping.SIGNATURES), self.grid.count, self._carrying)
 
-    def _extract(self, info: VideoInfo, *, signatures: bool) -> tuple[Path, SampleTable]:
-        """The images file (and, when skipping, the signatures), made once (an earlier run's
-        is taken as it is: renamed into place only when whole, and named by its command
-        line)."""
-        argv = sampler.images_argv(info.path, "OUT", self.grid, side=self.strategy.image_size,
-                                   quality=self.strategy.image_quality,
-                                   signatures=SIDE if signatures else None)
-        path = made_once(argv, self._folder, "images.mov", video=info.path,
-                         what="the frames' JPEGs", seconds=info.duration_ms / 1000,
-                         doing=f"writing {self.grid.count} sampled frames as JPEGs "
-                               f"({self.strategy.image_size} px, q {self.strategy.image_quality})",
-                         side=SIGNATURES if signatures else None)
-        return path, sampled_table(path, self.grid.count, video=info.path,
-                                   what="the frames file")
+    def _extract(self, info: VideoInfo, *, signatures: bool) -> tuple[Path, stills.Stills]:
+        """The images file, its index (and, when skipping, the signatures), made once (an
+        earlier run's are taken as they are: renamed into place only when whole, and named by
+        what made them)."""
+        video, quality = info.video, self.strategy.image_quality
+        if not video.width or not video.height:
+            raise InputError(info.path, "its frame size is unknown, so its frames cannot be "
+                             "written as images")
+        size = stills.display_size(video.width, video.height, video.rotation,
+                                   self.strategy.image_size)
+        argv = stills.rgb_argv(info.path, self.grid, size)
+        key = [*argv, f"jpeg q{quality} 4:4:4", *(["signatures"] if signatures else [])]
+        path = named(key, self._folder, "images.jpg")
+        index = beside(path, "images.idx")
+        others = [index, *([beside(path, skipping.SIGNATURES)] if signatures else [])]
+
+        def make(parts: dict[Path, Path]) -> None:
+            written = stills.write(argv, self.grid, size, parts[path], parts[index],
+                                   quality=quality, signatures=parts.get(others[-1])
+                                   if signatures else None, seconds=info.duration_ms / 1000)
+            if written != self.grid.count:
+                raise InputError(info.path, f"the frames' JPEGs hold {written} of "
+                                 f"{self.grid.count} sampled frames (the video does not "
+                                 "decode to its end)")
+
+        made(path, others, make, video=info.path, what="the frames' JPEGs",
+             doing=f"writing {self.grid.count} sampled frames as JPEGs ({size[0]}x{size[1]}, "
+                   f"quality {quality})")
+        found = stills.Stills.read(path, index, self.grid.count)
+        if found is None:
+            raise InputError(info.path, "the frames' JPEGs are not whole; remove "
+                             f"{self._folder} to write them again")
+        return path, found
 
     def _check_sizes(self, info: VideoInfo) -> None:
         largest = int(self.table.sizes.max())
