@@ -9,6 +9,7 @@ import io
 import json
 import random
 import threading
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.pure]
 RULES = skip.Rules(threshold=0.02, max_carry=10, audit_share=0.0)
 
 
-def signatures(tmp_path: Path, levels: list[np.ndarray | int]) -> skip.Signatures:
+def signatures(tmp_path: Path, levels: Sequence[np.ndarray | int]) -> skip.Signatures:
     """A signatures file: each instant a flat gray level, or the 64x64 array given."""
     rows = [np.full((skip.SIDE, skip.SIDE), v, np.uint8) if isinstance(v, int) else v
             for v in levels]
