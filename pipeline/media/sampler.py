@@ -4,12 +4,17 @@ video, or as RGB for the frames strategy's JPEGs (`stills`). Every strategy samp
 frames: the frame shown at each instant (the last whose time is <= it), the last frame held past
 the end.
 
-Measured choices (research on the 2-core machine, Debian 12's ffmpeg 5.1 / x264 core 164):
-- Short side 320 (never upscaled): open_nsfw resizes to 256, so nothing is upsampled; 224 px
-  proxies were as good on real footage but upsampled on the way in.
-- Proxy: libx264 CRF 30, preset medium, at sample_ms >= 1000 (MAD 0.009 against the exact
-  frames on real footage, 0.025 on frames scoring near 0.5); shorter intervals need a lower CRF
-  (x264 codes frames 100 ms apart as cheap predictions): `proxy_crf`.
+Measured choices (research on the 2-core machine, Debian 12's ffmpeg 5.1 / x264 core 164), against
+the local backend's exact full-resolution frames at the same instants, on ten minutes of film
+(Big Buck Bunny; docs/benchmarks.md):
+- Short side 320 (never upscaled): open_nsfw resizes to 256, so nothing is upsampled. Size is
+  not where proxies lose: lossless 224-640 px proxies agree as well as one another (mean
+  absolute difference 0.016-0.019); neither is the scaler (bicubic measured best) nor the
+  double resampling. Compression is.
+- Proxy: libx264 CRF 23, preset medium, 4:2:0, at sample_ms >= 1000: 98.2% of labels, mean
+  absolute difference 0.020 (CRF 30: 97.8%, 0.026; x264's 4:4:4 and its psnr/ssim tunings
+  did not help), at ~2.2x CRF 30's bytes. Shorter intervals take a lower CRF (x264 codes frames
+  100 ms apart as cheap predictions): `proxy_crf`.
 - CRF without a rate cap is bit-identical from run to run only with a pinned thread count
   (`-threads 2`; the automatic count changes the bytes with the machine).
 - JPEG: Pillow from RGB at quality 90, 4:4:4 (`stills`)."""
@@ -55,9 +60,9 @@ def short_side_vf(side: int) -> str:
 
 
 def proxy_crf(sample_ms: int) -> int:
-    """CRF 30 at one sample a second or fewer; lower as samples come closer (28 at 500 ms, 23 at
-    100 ms), which held the stress set's MAD near 0.025 at every interval measured."""
-    return max(23, min(30, round(30 - 2 * math.log2(1000 / sample_ms))))
+    """CRF 23 at one sample a second or fewer; lower as samples come closer (21 at 500 ms, 16 at
+    100 ms): the steps that held the stress set's agreement at every interval at CRF 30."""
+    return max(16, min(23, round(23 - 2 * math.log2(1000 / sample_ms))))
 
 
 def proxy_argv(src: str, out: str, grid: Grid, *, side: int, crf: int, keyint: int,
