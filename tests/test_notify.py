@@ -4,13 +4,17 @@ summary.json, never changing the exit code, never carrying a secret or a URL's q
 
 from __future__ import annotations
 
+import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import media
 import pytest
-from batch_support import make_video, run_cli, summary
+from batch_support import REPO, make_video, run_cli, stop_process, summary, wait_for
 from receiver import dead_url, expected_signature, receiver, silent_listener
 
 from pipeline.notify import Bounds, Notifier
@@ -196,3 +200,43 @@ def test_an_unusable_notify_setting_stops_the_run_before_anything(
                    env=env)
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert "zzz-secret-token" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_receiver_in_the_docs_verifies_a_real_runs_callbacks(
+        videos: dict[str, Path], tmp_path: Path) -> None:
+    """The receiver example of docs/integration.md, run as written: it accepts a real run's
+    events (their signatures check out) and prints one line per event; under another secret it
+    refuses them all (401), and the run still exits 0, the refusals noted."""
+    page = (REPO / "docs" / "integration.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(# receiver\.py.*?)```", page, re.S)
+    script = tmp_path / "receiver.py"
+    script.write_text(code)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcomes = {}
+    for secret in (SECRET, "another-secret"):
+        server = subprocess.Popen([sys.executable, str(script)], text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env={"VIDEO_PIPELINE_NOTIFY_SECRET": secret,
+                                       "PORT": str(port)})
+        try:
+            wait_for(lambda: _listening(port), 30, "the docs' receiver")
+            code_, err, _ = notified_run(tmp_path / secret, f"http://127.0.0.1:{port}/",
+                                         videos["one"])
+        finally:
+            stop_process(server, 5)
+        outcomes[secret] = (code_, err, server.communicate()[0].splitlines(),
+                            summary(tmp_path / secret)["notify"])
+    code_, _, lines, noted = outcomes[SECRET]
+    assert code_ == 0 and noted == {"delivered": 2, "failed": 0, "last_error": None}
+    assert lines == [f"video.done {videos['one']}",
+                     'batch.finished {"done": 1, "skipped": 0, "failed": 0}']
+    code_, err, lines, noted = outcomes["another-secret"]
+    assert code_ == 0 and lines == [] and noted["delivered"] == 0 and noted["failed"] == 2
+    assert noted["last_error"] == "the receiver answered HTTP 401" and "warning" in err
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as client:
+        return client.connect_ex(("127.0.0.1", port)) == 0
