@@ -151,7 +151,7 @@ def run_batch(inputs: PathLike | Iterable[PathLike], out: PathLike, *,
                      stop or StopFlag(), progress, notifier)
     except BaseException:
         if notifier is not None:
-            notifier.close()  # nothing was told yet but the inputs already ended
+            notifier.close(wait=False)  # a configuration error: nothing was processed
         raise
     result = _finish(chosen, folder, ran, notifier, started, clock)
     if ran.halt is not None:

@@ -141,14 +141,17 @@ class Notifier:
         self._queue.put(event)
         return event
 
-    def close(self) -> Report:
+    def close(self, *, wait: bool = True) -> Report:
         """Wait for the queue within `bounds.drain` (and the attempt in flight), then stop:
-        what is not delivered by then counts as failed."""
+        what is not delivered by then counts as failed. `wait` False: stop now (the run is
+        ending on an error; what is queued is not sent)."""
         self._queue.put(_CLOSE)
-        self._thread.join(self.bounds.drain)
+        if wait:
+            self._thread.join(self.bounds.drain)
         if self._thread.is_alive():
             self._abandon.set()
-            self._thread.join(self.bounds.attempt + 1)
+            if wait:
+                self._thread.join(self.bounds.attempt + 1)
         return self.report()
 
     def report(self) -> Report:

@@ -110,7 +110,7 @@ class Hooks:
     """What the run tells the world beyond --out: a URL POSTed to when each video and the batch
     end (bodies signed with `notify_secret`), and a Prometheus text file of the run's figures."""
 
-    notify: str | None = None  # http(s) URL; may hold a token in its path: never shown whole
+    notify: str | None = field(default=None, repr=False)  # may hold a token: never shown
     notify_secret: str | None = field(default=None, repr=False, compare=False)
     metrics_file: str | None = None
 
