@@ -151,7 +151,7 @@ class Notifier:
         if self._thread.is_alive():
             self._abandon.set()
             if wait:
-                self._thread.join(self.bounds.attempt + 1)
+                self._thread.join(self.bounds.attempt)
         return self.report()
 
     def report(self) -> Report:
