@@ -184,3 +184,9 @@ class DamagedIndexError(PipelineError):
     """Raised when an MP4's sample index contradicts its boxes or the file (a count past the
     box holding it or past the file, a zero timescale, frame times past the stated duration
     or shared by two frames); that input fails."""
+
+
+class DeliveryError(PipelineError):
+    """Raised inside the notifier when one attempt to deliver a callback fails (refused, timed
+    out, answered other than 2xx); retried within its bound, then noted in summary.json, never
+    raised to the run."""

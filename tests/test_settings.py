@@ -67,7 +67,7 @@ def test_choices_and_exports_are_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         options.exports("csv,pdf", "VIDEO_PIPELINE_EXPORT")
     assert str(caught.value) == ("VIDEO_PIPELINE_EXPORT: unknown export pdf "
-                                 "(choose from csv, jsonl, vtt)")
+                                 "(choose from csv, jsonl, vtt, srt, otio)")
     assert options.text(" as is ", "--model") == " as is "
 
 

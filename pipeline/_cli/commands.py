@@ -67,39 +67,50 @@ def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
 
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline._cli.signals import stop_on_signals
-    from pipeline.batch.stopping import StopFlag
-    settings = options.settings(args, environ, run=True)
-    with stop_on_signals(StopFlag()) as stop:
-        if settings.batch.dask:
-            from pipeline.batch import dask_engine
-            outcomes, summary_error = dask_engine.run(settings, args.out, args.inputs,
-                                                      stop=stop), None
-        else:
-            outcomes, summary_error = _run_here(settings, args.out, args.inputs, stop)
-    failed = sum(1 for o in outcomes if str(o.status) == "failed")
-    deferred = sum(1 for o in outcomes if str(o.status) == "deferred")
-    done = len(outcomes) - failed - deferred
-    if summary_error:
-        emit(f"video-pipeline: error: summary.json could not be written ({summary_error})",
-             err=True)
-    if fmt == "json":
-        emit(json.dumps({"inputs": len(outcomes), "done": done, "failed": failed,
-                         "deferred": deferred, "out": args.out,
-                         "summary": os.path.join(args.out, "summary.json")}))
-    else:
-        later = f", {deferred} deferred (still being written)" if deferred else ""
-        emit(f"{done} of {len(outcomes)} inputs done{later}; results in {args.out}/ "
-             f"(summary.json, <VIDEO_ID>/timeline.json)")
-    return ExitCode.FAILED if failed or summary_error else ExitCode.OK
+    """parse -> settings -> run_batch -> the summary line and the exit code."""
+    import contextlib
 
-
-def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[list[Any], Any]:
     from pipeline._cli.progress import Progress
-    from pipeline.batch.runner import Runner
-    with Progress(enabled=settings.batch.progress) as progress:
-        runner = Runner(settings, out, progress=progress, stop=stop)
-        return runner.run(inputs), runner.summary_error
+    from pipeline._cli.signals import stop_on_signals
+    from pipeline.api import run_batch
+    from pipeline.batch.stopping import StopFlag
+    from pipeline.errors import Interrupted
+    settings = options.settings(args, environ, run=True)
+    shown = settings.batch.progress and not settings.batch.dask
+    with stop_on_signals(StopFlag()) as stop, (
+            Progress() if shown else contextlib.nullcontext()) as progress:
+        result = run_batch(args.inputs, args.out, settings=settings, stop=stop,
+                           progress=progress)
+    if result.interrupted:
+        raise Interrupted("stopped before every input was done")
+    _warn_hooks(result)
+    counts = result.counts
+    done = counts["done"] + counts["skipped"]
+    if result.summary_error:
+        emit(f"video-pipeline: error: summary.json could not be written "
+             f"({result.summary_error})", err=True)
+    if fmt == "json":
+        emit(json.dumps({"inputs": len(result.outcomes), "done": done,
+                         "failed": counts["failed"], "deferred": counts["deferred"],
+                         "out": args.out, "summary": os.path.join(args.out, "summary.json")}))
+    else:
+        later = (f", {counts['deferred']} deferred (still being written)"
+                 if counts["deferred"] else "")
+        emit(f"{done} of {len(result.outcomes)} inputs done{later}; results in {args.out}/ "
+             f"(summary.json, <VIDEO_ID>/timeline.json)")
+    return ExitCode.FAILED if counts["failed"] or result.summary_error else ExitCode.OK
+
+
+def _warn_hooks(result: Any) -> None:
+    """Callbacks not delivered, or a metrics file not written: said, the exit code unchanged."""
+    report = result.notify
+    if report is not None and report.failed:
+        emit(f"video-pipeline: warning: {report.failed} of {report.failed + report.delivered} "
+             f"--notify callbacks not delivered ({report.last_error}); noted in summary.json",
+             err=True)
+    if result.metrics_error:
+        emit(f"video-pipeline: warning: --metrics-file not written ({result.metrics_error})",
+             err=True)
 
 
 def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:

@@ -164,8 +164,9 @@ SEGMENTS = (
 # What a run writes besides timeline.json and segments.json.
 OUTPUTS = (
     Option("--export", exports, ("csv", "jsonl", "vtt"), "which exports to write: csv "
-           "(frames.csv, segments.csv), jsonl (frames.jsonl), vtt (segments.vtt), comma "
-           "separated, or none (default csv,jsonl,vtt)", metavar="LIST"),
+           "(frames.csv, segments.csv), jsonl (frames.jsonl), vtt (segments.vtt), srt "
+           "(segments.srt), otio (timeline.otio, OpenTimelineIO: the source as a clip, a marker "
+           "per segment), comma separated, or none (default csv,jsonl,vtt)", metavar="LIST"),
     Option("--report", yes_no, False, "also write each video's report.html "
            "(default: off; `video-pipeline report` writes it later)", switch=True),
 )
@@ -211,6 +212,13 @@ RUN = (
            "changes (still being written); files whose container says they are whole (MP4 "
            "with its index, Matroska of known size, AVI) are taken at once (default 5)",
            metavar="S"),
+    Option("--notify", text, None, "POST a signed JSON body to URL when each video ends "
+           "(done, failed, deferred) and when the batch ends; retried for a bounded time, "
+           "never failing the run (secret: VIDEO_PIPELINE_NOTIFY_SECRET; default: none)",
+           metavar="URL"),
+    Option("--metrics-file", text, None, "write the run's figures to PATH in the Prometheus "
+           "text format, atomically, for node_exporter's textfile collector (default: none)",
+           metavar="PATH"),
 )
 
 
@@ -241,6 +249,8 @@ ENV_ONLY = (
     Option("--download-min-rate", number, 50_000.0,
            "bytes a second a URL download must average, after its stall allowance"),
     *DEADLINES,
+    Option("--notify-secret", text, None,
+           "the key --notify's bodies are signed with (HMAC-SHA256); required with --notify"),
 )
 
 

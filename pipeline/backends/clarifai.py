@@ -18,7 +18,7 @@ from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_pb2
 
-from pipeline import redact
+from pipeline import redact, traffic
 from pipeline.backends import models
 from pipeline.backends.clarifai_status import (
     SUCCESS,
@@ -177,6 +177,8 @@ class ClarifaiBackend:
                 raise request.fetch_failed(exc) from None
             except BackendError as exc:
                 tries.append(exc.code)
+                if isinstance(exc, TransientBackendError) and exc.throttled:
+                    traffic.throttled()
                 raise
 
         try:

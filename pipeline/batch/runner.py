@@ -93,7 +93,8 @@ class Runner:
 
     def __init__(self, settings: Settings, out: str, backend: Backend | None = None,
                  progress: Any = None, stop: StopCheck | None = None,
-                 summary: bool = True, url_lifetime: Lifetime | None = None) -> None:
+                 summary: bool = True, url_lifetime: Lifetime | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
         self.settings = settings
         proc.configure(settings.deadlines)  # this process's ffprobe/ffmpeg (a Dask worker's too)
         self.out = Path(out)
@@ -105,6 +106,7 @@ class Runner:
             self.stop.on_abandon(proc.kill_all)
         self.backend = backend or make_backend(settings, interrupt=interrupt)
         self.progress = progress
+        self.on_outcome = on_outcome  # told of each input as it ends (the completion callback)
         self.summary = summary  # False on Dask workers: the client writes summary.json
         self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey.of(settings),
                            lifetime=url_lifetime or _lifetime(self.backend),
@@ -182,6 +184,8 @@ class Runner:
         if job is not None and isinstance(job.error, AuthError | UnreachableError):
             self._halt = self._halt or job.error
         self._keep_books(lambda books: books.record(index, outcome))
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
         if outcome.status == Status.FAILED:
             log.error("%s", outcome.error)
         else:

@@ -225,7 +225,8 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
             info=info, backend=key.backend, model=key.model, sample_ms=key.sample_ms,
             limits=key.limits, chunks=chunks, attempts=attempts)
         write_outputs(self.root, frames, sample_ms=key.sample_ms,
-                      duration_ms=info.duration_ms, outputs=self.outputs)
+                      duration_ms=info.duration_ms, outputs=self.outputs, source=info.path,
+                      frame_rate=head["source"]["frame_rate"])
         tally = _Tally()
         atomic_write_lines(self.timeline, tally.through(
             timeline.pieces(head, frames, {"run_key": key.as_dict()})))
@@ -241,9 +242,10 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         if frames is None:
             return False
         self.outputs_made.unlink(missing_ok=True)
-        head = timeline.read_head(self.timeline)
+        source = timeline.read_head(self.timeline)["source"]
         write_outputs(self.root, frames, sample_ms=self.key.sample_ms,
-                      duration_ms=int(head["source"]["duration_ms"]), outputs=self.outputs)
+                      duration_ms=int(source["duration_ms"]), outputs=self.outputs,
+                      source=str(source["path"]), frame_rate=source.get("frame_rate"))
         self._finish_outputs(self._timeline_record())
         return True
 

@@ -41,12 +41,16 @@ class Outcome:
     resumed: int = 0  # chunks whose result was saved before this run sent anything for them
     requests: int = 0  # prediction requests sent by this run (retries and re-splits included)
     seconds: float = 0.0
+    retries: int = 0  # requests sent again after a failed attempt (pipeline.traffic)
+    throttles: int = 0  # attempts the API answered "slow down"
+    bytes_sent: int = 0  # media bytes the requests carried, every attempt counted
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "status": str(self.status),
                 "error": self.error, "note": self.note, "chunks": self.chunks,
                 "resumed": self.resumed, "requests": self.requests,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "retries": self.retries,
+                "throttles": self.throttles, "bytes_sent": self.bytes_sent}
 
 
 def failed(source: str, reason: BaseException | str, **fields: Any) -> Outcome:
@@ -67,17 +71,35 @@ def describe(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
-    """DIR/summary.json: counts by status and one entry per input, in input order."""
+def status_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """summary.json's counts: done, skipped and failed always, deferred and pending if any."""
     counts = {str(s): sum(1 for o in outcomes if o.status == s)
               for s in (Status.DONE, Status.SKIPPED, Status.FAILED)}
     for rare in (Status.DEFERRED, Status.PENDING):
         found = sum(1 for o in outcomes if o.status == rare)
         if found:
             counts[str(rare)] = found
+    return counts
+
+
+def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
+    """DIR/summary.json: counts by status, the run's traffic, and one entry per input, in
+    input order."""
     atomic_write_json(out / "summary.json", {
-        "counts": counts, "requests": sum(o.requests for o in outcomes),
+        "counts": status_counts(outcomes), "requests": sum(o.requests for o in outcomes),
+        "retries": sum(o.retries for o in outcomes),
+        "throttles": sum(o.throttles for o in outcomes),
+        "bytes_sent": sum(o.bytes_sent for o in outcomes),
         "inputs": [o.as_dict() for o in outcomes]})
+
+
+def add_to_summary(out: Path, key: str, value: Any) -> None:
+    """summary.json with one more top-level entry (what the run learnt after writing it: how
+    its callbacks went); OSError or ValueError if it cannot be read back or written."""
+    path = out / "summary.json"
+    with open(path, encoding="utf-8") as fh:
+        summary = json.load(fh)
+    atomic_write_json(path, {**summary, key: value})
 
 
 class Bookkeeper:

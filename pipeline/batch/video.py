@@ -14,6 +14,7 @@ from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import traffic
 from pipeline.batch import settle
 from pipeline.batch.context import Context
 from pipeline.batch.inputs import Source
@@ -68,6 +69,7 @@ class VideoJob:
         self.started = time.monotonic()
         self.origin = Origin(source, ctx)
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
+        self.traffic = traffic.Traffic()
         self._lock: VideoLock | None = None
         self._id: str | None = None
 
@@ -167,8 +169,10 @@ class VideoJob:
             return video.prepared.recut(piece, limits)
 
         # What the session staged is deleted when it closes: once the result is saved.
+        backend = traffic.Metered(ctx.backend, self.traffic,
+                                  sends=ctx.settings.api.backend != "local")
         with video.transport.session() as media_of:
-            result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
+            result = predict_chunk(backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
                                    recut, media_of)
             video.store.save_result(chunk, result)
         return result
@@ -231,7 +235,10 @@ class VideoJob:
         if video is not None:
             video.transport.sweep()  # anything a failed chunk or a failed delete left staged
         self.release()
-        return dataclasses.replace(outcome, seconds=time.monotonic() - self.started)
+        spent = self.traffic.counts()
+        return dataclasses.replace(outcome, seconds=time.monotonic() - self.started,
+                                   retries=spent.retries, throttles=spent.throttles,
+                                   bytes_sent=spent.bytes_sent)
 
     def release(self) -> None:
         if self._lock is not None:

@@ -59,7 +59,7 @@ def timeline_head(*, info: VideoInfo, backend: str, model: ModelInfo, sample_ms:
     """timeline.json up to its frames (output.timeline streams the frames after it)."""
     return {
         "source": {"path": info.path, "duration_ms": info.duration_ms,
-                   "size_bytes": info.size_bytes},
+                   "size_bytes": info.size_bytes, "frame_rate": frame_rate(info)},
         "backend": backend,
         "model": {"id": model.id, "name": model.name},
         "sample_ms": sample_ms,
@@ -68,6 +68,16 @@ def timeline_head(*, info: VideoInfo, backend: str, model: ModelInfo, sample_ms:
                     "size_bytes": c.size_bytes, "frames": c.frames, "reencoded": c.reencoded,
                     "attempts": attempts.get(c.index, 1)} for c in chunks],
     }
+
+
+def frame_rate(info: VideoInfo) -> float | None:
+    """The video stream's frame rate, frames a second (6 decimals), for editors' clocks (the
+    timeline.otio export); None when the container does not say."""
+    try:
+        rate = info.video.frame_rate
+    except StopIteration:  # no video stream: nothing was sampled anyway
+        return None
+    return round(float(rate), 6) if rate else None
 
 
 def frames_csv(frames: Iterable[Frame]) -> Iterator[str]:
