@@ -19,6 +19,8 @@ import pipeline
 from pipeline.serve.server import Server
 from pipeline.types import Frame
 
+pytestmark = pytest.mark.integration
+
 KEY = "test-key-api-4e19"
 COMPARED = ("source", "status", "id", "error", "note", "chunks", "requests", "retries",
             "throttles", "bytes_sent")

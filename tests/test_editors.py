@@ -22,6 +22,8 @@ from pipeline.output.exports import Outputs, write_outputs
 from pipeline.output.segments import Rules, Segment, find_segments, in_time_order
 from pipeline.types import Concept, Frame
 
+pytestmark = pytest.mark.integration
+
 MAX_BYTES = "400000"
 NASTY = ["a & b", "x<y>z", "arrow --> here", "ünïcödé 日本", "two\nlines", "{\\an8}tag"]
 

@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.serve.server import Fault, Server
 
+pytestmark = pytest.mark.integration
+
 KEY = "test-key-metrics-81c2"
 STATUSES = ("done", "skipped", "failed", "deferred")
 

@@ -19,6 +19,8 @@ from receiver import dead_url, expected_signature, receiver, silent_listener
 
 from pipeline.notify import Bounds, Notifier
 
+pytestmark = pytest.mark.integration
+
 SECRET = "notify-secret-7c41e0b9"
 KEY = "clarifai-key-that-must-not-travel-55aa"
 
