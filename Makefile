@@ -65,6 +65,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+	$(BIN)/mypy --strict pipeline
 
 test: install lint typecheck
 	$(BIN)/pytest -q

@@ -1,5 +1,8 @@
 """The subcommands: each turns parsed arguments and the environment into a library call and
-prints its result. Exit codes and error messages are main's."""
+prints its result. Exit codes and error messages are main's.
+
+What only `run` or `report` needs (the runner and its backends, tqdm, Pillow, distributed) is
+imported inside them: every command, `--help` included, would pay for it here."""
 
 from __future__ import annotations
 
@@ -8,9 +11,22 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline._cli import options
+from pipeline import segment
+from pipeline._cli import options, render
+from pipeline._cli.signals import stop_on_signals
+from pipeline.batch.stopping import StopFlag
+from pipeline.errors import InputError, io_failure
+from pipeline.output import files, formats
+from pipeline.probe import probe
+from pipeline.send import strategies
+from pipeline.serve import cli as serve_cli
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.batch.summary import Outcome
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -20,18 +36,12 @@ def emit(text: str, *, err: bool = False) -> None:
 
 
 def cmd_probe(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline._cli import render
-    from pipeline.probe import probe
     info = probe(args.video)
     emit(json.dumps(render.probe_dict(info), indent=2) if args.json else render.probe_text(info))
     return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline import segment
-    from pipeline._cli import render
-    from pipeline.probe import probe
-    from pipeline.send import strategies
     settings = options.settings(args, environ, run=False, strategy=True)
     keep_audio = settings.strategy.keeps_audio
     info = probe(args.video, keep_audio=keep_audio)
@@ -44,10 +54,6 @@ def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> 
 
 
 def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline import segment
-    from pipeline.errors import io_failure
-    from pipeline.output import files, formats
-    from pipeline.probe import probe
     settings = options.settings(args, environ, run=False, split=True)
     keep_audio = settings.strategy.keeps_audio
     files.prepare_out(args.out)
@@ -65,12 +71,10 @@ def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
 
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline._cli.signals import stop_on_signals
-    from pipeline.batch.stopping import StopFlag
     settings = options.settings(args, environ, run=True)
     with stop_on_signals(StopFlag()) as stop:
         if settings.batch.dask:
-            from pipeline.batch import dask_engine
+            from pipeline.batch import dask_engine  # distributed: an optional extra
             outcomes, summary_error = dask_engine.run(settings, args.out, args.inputs,
                                                       stop=stop), None
         else:
@@ -92,8 +96,9 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> i
     return EXIT_FAILED if failed or summary_error else EXIT_OK
 
 
-def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[list[Any], Any]:
-    from pipeline._cli.progress import Progress
+def _run_here(settings: Settings, out: str, inputs: list[str],
+              stop: StopFlag) -> tuple[list[Outcome], str | None]:
+    from pipeline._cli.progress import Progress  # tqdm, the runner: see the top
     from pipeline.batch.runner import Runner
     with Progress(enabled=settings.batch.progress) as progress:
         runner = Runner(settings, out, progress=progress, stop=stop)
@@ -101,10 +106,7 @@ def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[li
 
 
 def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pathlib import Path
-
-    from pipeline.errors import InputError
-    from pipeline.output import report
+    from pipeline.output import report  # Pillow: see the top
     rules = options.segment_settings(args, environ).outputs.rules
     path = Path(args.path)
     if (path / "timeline.json").is_file():
@@ -122,7 +124,6 @@ def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -
 
 
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline.serve import cli as serve_cli
     return serve_cli.run(args, environ)
 
 

@@ -14,14 +14,19 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import TracebackType
+from typing import TypeAlias
 
-from pipeline import __version__
+from pipeline import __version__, redact
 from pipeline._cli import commands, options
 from pipeline.errors import AuthError, ConfigError, InputError, Interrupted, PipelineError
+from pipeline.serve import cli as serve_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("pipeline")
+_Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+_ExcInfo = (tuple[type[BaseException], BaseException, TracebackType | None]
+            | tuple[None, None, None])
 
 
 def _common() -> argparse.ArgumentParser:
@@ -44,12 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     _media_commands(sub, common)
     _run_command(sub, common)
     _report_command(sub, common)
-    from pipeline.serve import cli as serve_cli
     serve_cli.add_parser(sub, parents=[common])
     return parser
 
 
-def _media_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def _media_commands(sub: _Subcommands, common: argparse.ArgumentParser) -> None:
     """probe, plan and split: one video, nothing sent."""
     p = sub.add_parser("probe", parents=[common],
                        help="what a video holds, and whether it fits each mode")
@@ -71,7 +75,7 @@ def _media_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     options.add_all(p, options.SPLIT)
 
 
-def _run_command(sub: Any, common: argparse.ArgumentParser) -> None:
+def _run_command(sub: _Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="the main job: probe, split, predict, merge")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, folders, manifests (.txt, .csv, .jsonl), http(s) URLs, "
@@ -86,7 +90,7 @@ def _run_command(sub: Any, common: argparse.ArgumentParser) -> None:
     options.add_all(p, options.OUTPUTS)
 
 
-def _report_command(sub: Any, common: argparse.ArgumentParser) -> None:
+def _report_command(sub: _Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", parents=[common], help=(
         "a self-contained HTML page of one video's results (DIR/VIDEO_ID), or of the whole "
         "batch (DIR)"))
@@ -121,13 +125,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return _fail("interrupted; finished work is saved, rerun to resume", EXIT_INTERRUPTED)
     except (InputError, PipelineError) as exc:
         return _fail(exc, EXIT_FAILED)
-    except Exception as exc:  # a bug: one line, the traceback with -vv
+    except Exception as exc:  # noqa: BLE001 (the last resort: a bug is one line, -vv its traceback)
         log.debug("internal error", exc_info=exc)
         return _fail(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the "
                      "traceback)", EXIT_FAILED)
 
 
 def _fail(problem: object, code: int) -> int:
+    if isinstance(problem, BaseException):
+        log.debug("%s", type(problem).__name__, exc_info=problem)  # -vv: it and its causes
     with contextlib.suppress(BrokenPipeError, ValueError):
         print(f"video-pipeline: error: {one_line(str(problem))}", file=sys.stderr)
     return code
@@ -149,6 +155,9 @@ class _TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         return one_line(super().formatMessage(record))
 
+    def formatException(self, ei: _ExcInfo) -> str:  # noqa: N802 (logging's name)
+        return redact.text(super().formatException(ei))
+
 
 def _silence_stdout() -> None:
     try:
@@ -163,7 +172,7 @@ class _JsonFormatter(logging.Formatter):
         entry = {"time": self.formatTime(record), "level": record.levelname,
                  "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = redact.text(self.formatException(record.exc_info))
         return json.dumps(entry)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +69,11 @@ def write_outputs(root: Path, frames: Sequence[Frame], *, sample_ms: int, durati
         concepts, outputs.rules, sample_ms=sample_ms, duration_ms=duration_ms,
         frames=len(frames)))
     ordered = in_time_order(concepts)
-    writers = {"frames.csv": lambda: formats.frames_csv(frames),
-               "frames.jsonl": lambda: frames_jsonl(frames),
-               "segments.csv": lambda: segments_csv(ordered),
-               "segments.vtt": lambda: segments_vtt(ordered)}
+    writers: dict[str, Callable[[], Iterable[str]]] = {
+        "frames.csv": lambda: formats.frames_csv(frames),
+        "frames.jsonl": lambda: frames_jsonl(frames),
+        "segments.csv": lambda: segments_csv(ordered),
+        "segments.vtt": lambda: segments_vtt(ordered)}
     chosen = set(outputs.files())
     for name, write in writers.items():
         if name in chosen:

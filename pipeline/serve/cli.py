@@ -1,4 +1,7 @@
-"""`video-pipeline serve`: the command-line side of the Clarifai-compatible server."""
+"""`video-pipeline serve`: the command-line side of the Clarifai-compatible server.
+
+Every command imports this module (for its parser), so the server's own modules, which bring
+gRPC, Pillow and the model's runtime, are imported only by the functions that serve."""
 
 from __future__ import annotations
 
@@ -8,14 +11,19 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.serve.faults import Fault
+    from pipeline.serve.server import ServeConfig
 
 GRACE = 4.0  # seconds requests in flight have after SIGTERM: with the checks, exit within ~6 s
 
 
-def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+               parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", parents=parents,
                        help="serve the embedded model over Clarifai's gRPC protocol")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -50,8 +58,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="seconds a URL download may take in all (30)")
 
 
-def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
-    from pipeline.serve.inputs import InputLimits
+def config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeConfig:
+    from pipeline.serve.inputs import InputLimits  # the server's modules: see the top
     from pipeline.serve.server import ServeConfig
     if not 0 <= args.fault_rate <= 1:
         raise ConfigError(f"--fault-rate must be between 0 and 1, not {args.fault_rate}")
@@ -74,7 +82,7 @@ def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
 
 
 def _check_limits(args: argparse.Namespace) -> None:
-    from pipeline.serve.images import PILLOW_LIMIT
+    from pipeline.serve.images import PILLOW_LIMIT  # the server's modules: see the top
     if not 1 <= args.max_image_pixels <= PILLOW_LIMIT:
         raise ConfigError(f"--max-image-pixels must be 1..{PILLOW_LIMIT} (Pillow refuses larger "
                           f"images as decompression bombs), not {args.max_image_pixels}")
@@ -85,8 +93,8 @@ def _check_limits(args: argparse.Namespace) -> None:
         raise ConfigError(f"--url-timeout must be more than 0, not {args.url_timeout}")
 
 
-def _faults(text: str | None) -> Any:
-    from pipeline.serve.faults import FAULTS, Fault
+def _faults(text: str | None) -> tuple[Fault, ...]:
+    from pipeline.serve.faults import FAULTS, Fault  # the server's modules: see the top
     if not text:
         return FAULTS
     try:
@@ -105,7 +113,7 @@ def _numbers(text: str | None) -> frozenset[int]:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve until SIGTERM or Ctrl-C; requests in flight have a few seconds to finish, then
     the process ends, whatever they are doing."""
-    from pipeline.serve import memory
+    from pipeline.serve import memory  # the server's modules: see the top
     from pipeline.serve.server import Server
     server = Server(config(args, environ))
     memory.map_large_allocations()
