@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.media import proc
+from pipeline.output.exports import parse_exports
 from pipeline.send import strategies
 from pipeline.send.strategy import Strategy
 from pipeline.settings import Settings
@@ -55,7 +57,6 @@ def text(value: str, where: str) -> str:
 
 
 def exports(value: str, where: str) -> tuple[str, ...]:
-    from pipeline.output.exports import parse_exports
     try:
         return parse_exports(value)
     except ValueError as exc:
@@ -72,6 +73,8 @@ def one_of(*choices: str) -> Callable[[str, str], str]:
 
 @dataclass(frozen=True)
 class Option:
+    # Any: one table holds options of every type (numbers, text, yes/no, lists); Settings'
+    # parts check what they are given.
     flag: str
     parse: Callable[[str, str], Any]
     default: Any
@@ -257,7 +260,6 @@ ENV_ONLY = (
 def configure_processes(environ: Mapping[str, str]) -> None:
     """Hold every ffprobe/ffmpeg of this command to the deadlines the environment sets (or the
     defaults), checked like a run's settings; `run` sets them again from its Settings."""
-    from pipeline.media import proc
     args = argparse.Namespace()
     proc.configure(Settings.from_options(**resolve(args, DEADLINES, environ)).deadlines)
 
@@ -326,8 +328,9 @@ def checked(parse: Callable[[str, str], Any], ok: Callable[[Any], bool],
 
 def image_pixels(value: str, where: str) -> int:
     from pipeline.serve.images import PILLOW_LIMIT
-    return checked(whole_number, lambda n: 1 <= n <= PILLOW_LIMIT, f"1..{PILLOW_LIMIT} (Pillow "
-                   "refuses larger images as decompression bombs)")(value, where)
+    pixels: int = checked(whole_number, lambda n: 1 <= n <= PILLOW_LIMIT, f"1..{PILLOW_LIMIT} "
+                          "(Pillow refuses larger images as decompression bombs)")(value, where)
+    return pixels
 
 
 def fault_codes(value: str, where: str) -> Any:

@@ -44,13 +44,13 @@ from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.summary import Outcome, failed, write_summary
 from pipeline.errors import ConfigError, Interrupted
 from pipeline.output.files import atomic_write_text, prepare_out
-from pipeline.settings import Settings
+from pipeline.settings import Api, Settings
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.5
 _CONNECT_TIMEOUT_S = 10
-_BACKENDS: dict[tuple[Any, ...], Backend] = {}
+_BACKENDS: dict[tuple[Api, bool], Backend] = {}
 _BACKENDS_LOCK = threading.Lock()
 
 
@@ -106,6 +106,8 @@ def _on_cluster(distributed: Any, settings: Settings, outdir: Path,
 
 
 def _import_distributed() -> Any:
+    """The distributed module: an optional extra, imported only here. Any, as what comes of it
+    (clients, clusters, futures, events) is: most of distributed's methods are unannotated."""
     try:
         import distributed
     except ImportError as exc:
@@ -209,7 +211,7 @@ def _outcome(future: Any, source: inputs.Source) -> Outcome:
     try:
         result: Outcome = future.result()
         return result
-    except Exception as exc:  # a worker died or the task raised: that input's failure
+    except Exception as exc:  # noqa: BLE001 (a worker died or the task raised: the input failed)
         return failed(source.display, f"dask task failed: {exc}")
 
 
@@ -217,13 +219,12 @@ class _EventStop:
     """A stop check backed by a distributed Event; an unreachable scheduler means stop."""
 
     def __init__(self, name: str) -> None:
-        from distributed import Event
-        self._event = Event(name)
+        self._event = _import_distributed().Event(name)
 
     def is_set(self) -> bool:
         try:
             return bool(self._event.is_set())
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever the client raises without its scheduler)
             return True
 
 
@@ -231,13 +232,12 @@ def process_on_worker(settings: Settings, out: str, source: inputs.Source,
                       stop_event: str, shares: dict[str, float]) -> Outcome:
     """The task: one video, start to end, with this worker process's shared backend and its
     share of the rate limit."""
-    from distributed import get_worker
     stop: StopCheck = _EventStop(stop_event)
     if stop.is_set():
         return failed(source.display, "interrupted before it started; rerun to resume")
     settings = worker_settings(settings, os.environ)
     settings = dataclasses.replace(settings, api=dataclasses.replace(
-        settings.api, rate_limit=shares[get_worker().address]))
+        settings.api, rate_limit=shares[_import_distributed().get_worker().address]))
     runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False)
     return runner.process(source)
 

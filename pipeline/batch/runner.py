@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
@@ -35,10 +35,18 @@ from pipeline.output.files import prepare_out
 from pipeline.send.stage import Stager
 from pipeline.send.transport import Lifetime
 from pipeline.settings import Settings
+from pipeline.types import ChunkResult
 
 log = logging.getLogger(__name__)
 
 _VIDEOS_IN_FLIGHT = 2  # split the next video while this one's chunks are predicted
+
+
+class ChunkCounter(Protocol):
+    """What a run tells a progress display (the command line's: _cli.progress.Progress)."""
+
+    def add(self, total: int, already_done: int) -> None: ...
+    def done(self, count: int = 1, *, frames: int = 0) -> None: ...
 
 
 def _lifetime(backend: Backend) -> Lifetime:
@@ -92,7 +100,7 @@ class Runner:
     """Processes inputs into `out`; a rerun skips finished videos and finished chunks."""
 
     def __init__(self, settings: Settings, out: str, backend: Backend | None = None,
-                 progress: Any = None, stop: StopCheck | None = None,
+                 progress: ChunkCounter | None = None, stop: StopCheck | None = None,
                  summary: bool = True, url_lifetime: Lifetime | None = None,
                  on_outcome: Callable[[Outcome], None] | None = None) -> None:
         self.settings = settings
@@ -206,8 +214,9 @@ class Runner:
         for future in running.futures.values():
             future.add_done_callback(self._count_done)
 
-    def _count_done(self, future: Any) -> None:
+    def _count_done(self, future: Future[ChunkResult]) -> None:
         ok = not future.cancelled() and future.exception() is None
+        assert self.progress is not None, "counted only with a display"
         self.progress.done(1, frames=len(future.result().frames) if ok else 0)
 
     # -- bookkeeping ---------------------------------------------------------------------------

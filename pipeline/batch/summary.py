@@ -54,7 +54,8 @@ class Outcome:
 
 
 def failed(source: str, reason: BaseException | str, **fields: Any) -> Outcome:
-    """A failed outcome whose error is one sentence that starts with the source's name."""
+    """A failed outcome whose error is one sentence that starts with the source's name
+    (`fields`: Outcome's others, passed on)."""
     text = reason if isinstance(reason, str) else describe(reason)
     error = text if text.startswith(source) else f"{source}: {text}"
     return Outcome(source, Status.FAILED, error=error, **fields)

@@ -79,7 +79,7 @@ class VideoJob:
         already done, held by another run)."""
         try:
             return self._prepare()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (anything, a bug too, fails this video alone)
             return self._end(self._failure(exc))
         except BaseException:
             self.release()
@@ -188,7 +188,7 @@ class VideoJob:
                 return self._end(self._failure(error, video, requests), video)
             self._write(video)
             return self._end(self._outcome(video, Status.DONE, requests), video)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (anything, a bug too, fails this video alone)
             return self._end(self._failure(exc, video), video)
         except BaseException:
             running.cancel()
@@ -257,7 +257,7 @@ def _wait(running: RunningVideo, shown: str) -> tuple[list[ChunkResult], BaseExc
             sent.append(future.result())
         except CancelledError:
             continue
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any chunk's failure, a bug too, is the video's)
             if error is None:
                 error = exc
                 log.debug("%s: chunk failed", shown, exc_info=exc)

@@ -58,8 +58,7 @@ def load_timeline(path: str | os.PathLike[str]) -> Timeline:
         file = file / "timeline.json"
     try:
         head = timeline.read_head(file)
-        with timeline.gc_paused():
-            frames = tuple(timeline.read_frames(file))
+        frames = tuple(timeline.read_frames(file))
         return _typed(head, frames)
     except FileNotFoundError:
         raise InputError(str(file), "no such file") from None

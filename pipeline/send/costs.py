@@ -43,7 +43,8 @@ def proxy_bytes_per_frame(info: VideoInfo, side: int, crf: int, sample_ms: int) 
 
 def jpeg_bytes_per_image(info: VideoInfo, side: int, quality: int) -> float:
     per_image = JPEG_BYTES_PER_FRAME * pixels_at(info, side) / _REFERENCE_PIXELS
-    return per_image * (4 / quality) ** 0.67  # q 2, 4, 8, 16: each step ~0.63x
+    scale: float = (4 / quality) ** 0.67  # q 2, 4, 8, 16: each step ~0.63x
+    return per_image * scale
 
 
 def requests_for(count: int, per_request: int, total_bytes: float, max_bytes: int) -> int:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -40,8 +40,16 @@ DEFAULT_SAMPLE_MS = 1000
 MAX_INPUTS = 128  # Clarifai's inputs a request (its SDKs' MAX_MODEL_PREDICT_INPUTS)
 _ABANDONED = 1.0  # seconds an abandoned request has to reach its next check
 _LARGE = 8_000_000  # bytes of inputs after which serve gives memory back (`memory`)
+
+
+class _Answer(Protocol):
+    """A V2 response message: every one carries a status (a protobuf message: untyped)."""
+
+    status: Any
+
+
 Request = TypeVar("Request")
-Response = TypeVar("Response")
+Response = TypeVar("Response", bound=_Answer)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +97,8 @@ class _RequestLog:
                 self._fh = None
 
 
-class Servicer(service_pb2_grpc.V2Servicer):
+# The base class is Any to mypy (clarifai_grpc ships no types): subclassing it is `misc`.
+class Servicer(service_pb2_grpc.V2Servicer):  # type: ignore[misc]
     """PostModelOutputs, and the model information Clarifai's SDKs read before predicting
     (`catalog`); every other V2 method stays UNIMPLEMENTED."""
 
@@ -194,7 +203,7 @@ class Servicer(service_pb2_grpc.V2Servicer):
         with PostModelOutputs: they stand for the model's work."""
         began = time.time()
         refused = self._check_key(context)
-        response: Any
+        response: Response
         try:
             with self.in_flight:
                 response = empty(status=refused) if refused is not None else answer(request)
