@@ -29,6 +29,8 @@ from pipeline.send.stage import Stager
 from pipeline.settings import Settings
 from pipeline.types import Chunk, ChunkResult, Concept, Frame, S3Name, VideoBytes, VideoFile
 
+pytestmark = pytest.mark.integration
+
 SECRETS = (FAKE_AWS["AWS_SECRET_ACCESS_KEY"], FAKE_AWS["AWS_ACCESS_KEY_ID"])
 
 
