@@ -4,14 +4,23 @@ prints its result. Exit codes and error messages are main's."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline._cli import options
+from pipeline import segment
+from pipeline._cli import options, render, signals
 from pipeline._cli.main import ExitCode
+from pipeline._cli.signals import stop_on_signals
+from pipeline.batch.stopping import StopFlag
+from pipeline.errors import ConfigError, InputError, Interrupted, io_failure
+from pipeline.output import files, formats
+from pipeline.probe import probe
+from pipeline.send import strategies
 
 if TYPE_CHECKING:
     from pipeline.serve.server import ServeConfig
@@ -22,18 +31,12 @@ def emit(text: str, *, err: bool = False) -> None:
 
 
 def cmd_probe(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline._cli import render
-    from pipeline.probe import probe
     info = probe(args.video)
     emit(json.dumps(render.probe_dict(info), indent=2) if args.json else render.probe_text(info))
     return ExitCode.OK
 
 
 def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline import segment
-    from pipeline._cli import render
-    from pipeline.probe import probe
-    from pipeline.send import strategies
     settings = options.settings(args, environ, run=False, strategy=True)
     keep_audio = settings.strategy.keeps_audio
     info = probe(args.video, keep_audio=keep_audio)
@@ -46,10 +49,6 @@ def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> 
 
 
 def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline import segment
-    from pipeline.errors import io_failure
-    from pipeline.output import files, formats
-    from pipeline.probe import probe
     settings = options.settings(args, environ, run=False, split=True)
     keep_audio = settings.strategy.keeps_audio
     files.prepare_out(args.out)
@@ -68,13 +67,9 @@ def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
     """parse -> settings -> run_batch -> the summary line and the exit code."""
-    import contextlib
-
+    # Only `run` needs the runner and the progress bar (tqdm): imported here, not for --help.
     from pipeline._cli.progress import Progress
-    from pipeline._cli.signals import stop_on_signals
     from pipeline.api import run_batch
-    from pipeline.batch.stopping import StopFlag
-    from pipeline.errors import Interrupted
     settings = options.settings(args, environ, run=True)
     shown = settings.batch.progress and not settings.batch.dask
     with stop_on_signals(StopFlag()) as stop, (
@@ -114,10 +109,7 @@ def _warn_hooks(result: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pathlib import Path
-
-    from pipeline.errors import InputError
-    from pipeline.output import report
+    from pipeline.output import report  # matplotlib and the page: only `report` needs them
     rules = options.segment_settings(args, environ).outputs.rules
     path = Path(args.path)
     if (path / "timeline.json").is_file():
@@ -136,6 +128,7 @@ def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -
 
 def serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeConfig:
     """serve's settings: its flags, then the environment, then the defaults."""
+    # serve's modules (gRPC, the model's code) only for `serve`, not for every command.
     from pipeline.serve.inputs import InputLimits
     from pipeline.serve.server import ServeConfig
     values = options.resolve(args, options.SERVE, environ)
@@ -149,9 +142,7 @@ def serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeC
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
     """Serve until SIGTERM or Ctrl-C; requests in flight then have signals.SERVE_GRACE_S to
     finish, and the process ends, whatever they are doing."""
-    from pipeline._cli import signals
-    from pipeline.errors import ConfigError
-    from pipeline.serve import memory
+    from pipeline.serve import memory  # serve's modules only for `serve` (see serve_config)
     from pipeline.serve.server import Server
     server = Server(serve_config(args, environ))
     memory.map_large_allocations()
