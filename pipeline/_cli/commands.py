@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import segment
 from pipeline._cli import options, render, signals
-from pipeline._cli.main import ExitCode
+from pipeline._cli.exits import ExitCode
 from pipeline._cli.signals import stop_on_signals
 from pipeline.batch.stopping import StopFlag
 from pipeline.errors import ConfigError, InputError, Interrupted, io_failure
