@@ -36,8 +36,9 @@ from typing import Any
 
 import tenacity
 
-from pipeline import __version__, redact
+from pipeline import redact
 from pipeline.errors import DeliveryError
+from pipeline.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from pipeline import __version__, redact
+from pipeline import redact
 from pipeline._cli import commands, options
 from pipeline._cli.exits import ExitCode
 from pipeline.errors import AuthError, ConfigError, InputError, Interrupted, PipelineError
+from pipeline.version import __version__
 
 log = logging.getLogger("pipeline")
 _ExcInfo = (tuple[type[BaseException], BaseException, TracebackType | None]
