@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pipeline.version import __version__
-
 # name -> the module that defines it
 _LAZY = {
     "run_batch": "pipeline.api", "BatchResult": "pipeline.api", "InputOutcome": "pipeline.api",
@@ -19,6 +17,7 @@ _LAZY = {
     "load_timeline": "pipeline.output.loaded", "Timeline": "pipeline.output.loaded",
     "ConfigError": "pipeline.errors", "AuthError": "pipeline.errors",
     "InputError": "pipeline.errors", "PipelineError": "pipeline.errors",
+    "__version__": "pipeline.version",
 }
 __all__ = ["AuthError", "BatchResult", "ConfigError", "InputError", "InputOutcome",
            "PipelineError", "Status", "StopFlag", "Timeline", "__version__", "load_timeline",
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from pipeline.batch.summary import Status
     from pipeline.errors import AuthError, ConfigError, InputError, PipelineError
     from pipeline.output.loaded import Timeline, load_timeline
+    from pipeline.version import __version__
 
 
 def __getattr__(name: str) -> Any:
