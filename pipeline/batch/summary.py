@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,10 @@ def describe(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
-    """DIR/summary.json: counts by status and one entry per input, in input order."""
+def write_summary(out: Path, outcomes: Sequence[Outcome],
+                  rate: Mapping[str, Any] | None = None) -> None:
+    """DIR/summary.json: counts by status and one entry per input, in input order; with
+    `rate`, how the requests were paced (the clarifai backend: the rate learned, throttles)."""
     counts = {str(s): sum(1 for o in outcomes if o.status == s)
               for s in (Status.DONE, Status.SKIPPED, Status.FAILED)}
     for rare in (Status.DEFERRED, Status.PENDING):
@@ -77,7 +79,7 @@ def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
             counts[str(rare)] = found
     atomic_write_json(out / "summary.json", {
         "counts": counts, "requests": sum(o.requests for o in outcomes),
-        "inputs": [o.as_dict() for o in outcomes]})
+        "inputs": [o.as_dict() for o in outcomes]} | ({"rate": dict(rate)} if rate else {}))
 
 
 class Bookkeeper:

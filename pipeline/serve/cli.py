@@ -48,6 +48,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                         "decoded (128000000: Clarifai's newer byte limit)")
     p.add_argument("--url-timeout", type=float, default=30.0,
                    help="seconds a URL download may take in all (30)")
+    p.add_argument("--key-rate-limit", type=int, default=None, metavar="R",
+                   help="accept at most R requests per key in any 1-second window, counted "
+                        "on arrival; beyond that answer CONN_THROTTLED (11005), as Clarifai "
+                        "does (default: no limit)")
 
 
 def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
@@ -70,7 +74,7 @@ def config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         fault_at=_numbers(args.fault_at),
         latency_ms=args.latency_ms,
         request_log=args.request_log, workers=args.workers,
-        max_request_bytes=args.max_request_bytes)
+        max_request_bytes=args.max_request_bytes, key_rate_limit=args.key_rate_limit)
 
 
 def _check_limits(args: argparse.Namespace) -> None:
@@ -83,6 +87,8 @@ def _check_limits(args: argparse.Namespace) -> None:
                           f"message), not {args.max_request_bytes}")
     if not args.url_timeout > 0:
         raise ConfigError(f"--url-timeout must be more than 0, not {args.url_timeout}")
+    if args.key_rate_limit is not None and args.key_rate_limit < 1:
+        raise ConfigError(f"--key-rate-limit must be at least 1, not {args.key_rate_limit}")
 
 
 def _faults(text: str | None) -> Any:
