@@ -123,14 +123,14 @@ def _on_cluster(distributed: Any, settings: Settings, outdir: Path,
             return _run_tasks(distributed, client, task_settings, outdir, sources, stop,
                               shares), None
         from pipeline.batch import dask_rate
-        plan = dask_rate.open_budget(client, settings)
+        plan, memory = dask_rate.open_budget(client, settings)
         log.info("dask: %d workers at %s; --rate-limit auto: one budget on the scheduler",
                  len(client.scheduler_info()["workers"]), client.scheduler.address)
         try:
             outcomes = _run_tasks(distributed, client, task_settings, outdir, sources, stop,
                                   plan)
         finally:
-            report = dask_rate.close_budget(client, plan, settings)
+            report = dask_rate.close_budget(client, plan, memory)
         return outcomes, report
     finally:
         client.close()

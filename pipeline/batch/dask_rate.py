@@ -108,8 +108,9 @@ class RatePlugin(SchedulerPlugin):
 
 
 # -- the client's side -------------------------------------------------------------------------
-def open_budget(client: Any, settings: Settings) -> ClusterPlan:
-    """Register the run's plugin on the scheduler; the plan the tasks carry."""
+def open_budget(client: Any, settings: Settings) -> tuple[ClusterPlan, RateMemory | None]:
+    """Register the run's plugin on the scheduler; the plan the tasks carry, and the memory
+    whose salt the workers' digests are made with."""
     api = settings.api
     memory = RateMemory(api.cache_dir) if api.cache_dir else None
     salt = memory.salt if memory is not None else RateMemory.fresh_salt()
@@ -123,10 +124,11 @@ def open_budget(client: Any, settings: Settings) -> ClusterPlan:
         raise ConfigError(f"--rate-limit auto on Dask needs video-pipeline on the scheduler "
                           f"too ({type(exc).__name__}: {exc}); install it there, or give "
                           f"--rate-limit R") from None
-    return plan
+    return plan, memory
 
 
-def close_budget(client: Any, plan: ClusterPlan, settings: Settings) -> RateReport | None:
+def close_budget(client: Any, plan: ClusterPlan, memory: RateMemory | None,
+                 ) -> RateReport | None:
     """What the cluster learned (remembered on this machine, under the workers' digest);
     the plugin is removed from the scheduler."""
     try:
@@ -140,9 +142,8 @@ def close_budget(client: Any, plan: ClusterPlan, settings: Settings) -> RateRepo
         return None
     report = RateReport("auto", found["requests"], found["throttled"], start=found["start"],
                         learned=found["learned"], stated=found["stated"])
-    if settings.api.cache_dir and found.get("digest"):
-        RateMemory(settings.api.cache_dir).remember(
-            found["digest"], Remembered(found["learned"], found["stated"]))
+    if memory is not None and found.get("digest"):
+        memory.remember(found["digest"], Remembered(found["learned"], found["stated"]))
     log.info("%s", report.describe())
     return report
 
