@@ -192,7 +192,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.cases.split(","):
-        result = case(name, args.limit, work)
+        load = os.getloadavg()[0]
+        result = case(name, args.limit, work) | {"load_before": round(load, 2)}
         print(json.dumps({k: v for k, v in result.items() if not k.startswith("series")}))
         results.append(result)
     (OUT / "rate.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -69,15 +69,15 @@ def twenty_second_chunks(media_dir: Path) -> Path:
 
 
 @pytest.fixture
-def limited(tmp_path: Path) -> Iterator[Callable[[int], tuple[int, Path]]]:
+def limited(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
     """`serve --key-rate-limit R` in its own process (its log stamps arrivals, not the moments
     this process's threads get the interpreter); returns its port and request log."""
     started: list[Any] = []
 
-    def start(limit: int) -> tuple[int, Path]:
+    def start(limit: int, *extra: str) -> tuple[int, Path]:
         log = tmp_path / f"requests-{len(started)}.jsonl"
         proc, port = start_serve("--api-key", KEY, "--request-log", str(log), "--workers", "8",
-                                 "--key-rate-limit", str(limit))
+                                 "--key-rate-limit", str(limit), *extra)
         started.append(proc)
         return port, log
 
@@ -92,11 +92,12 @@ def logged(log: Path) -> list[dict[str, Any]]:
 
 
 def auto_run(folder: Path, out: Path, port: int, cache: Path, *extra: str,
-             timeout: float = 240) -> dict[str, Any]:
+             concurrency: str | None = "8", timeout: float = 240) -> dict[str, Any]:
     """The CLI run of `folder` with --rate-limit auto (the default) against `port`."""
+    pool = ("--concurrency", concurrency) if concurrency else ()
     done = run_cli("run", str(folder), "--out", str(out), "--backend", "clarifai", "--insecure",
-                   "--api-base", f"127.0.0.1:{port}", "--max-seconds", "1", "--concurrency",
-                   "8", "--no-progress", *extra,
+                   "--api-base", f"127.0.0.1:{port}", "--max-seconds", "1", "--no-progress",
+                   *pool, *extra,
                    env={"CLARIFAI_PAT": KEY, "VIDEO_PIPELINE_CACHE_DIR": str(cache)},
                    timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -348,7 +349,7 @@ def test_serve_refuses_a_key_rate_limit_below_one() -> None:
 
 # -- the client against serve's limit ----------------------------------------------------------
 def test_auto_finds_a_limit_it_is_not_told_and_holds_it(
-        second_chunks: Path, tmp_path: Path, limited: Callable[[int], tuple[int, Path]]) -> None:
+        second_chunks: Path, tmp_path: Path, limited: Callable[..., tuple[int, Path]]) -> None:
     """24 one-second chunks against a limit of 4 the client is not told: every video done, few
     requests throttled, and summary.json reports the rate learned, just under the limit."""
     port, log = limited(4)
@@ -363,7 +364,7 @@ def test_auto_finds_a_limit_it_is_not_told_and_holds_it(
 
 
 def test_no_video_fails_of_throttling(second_chunks: Path, tmp_path: Path,
-                                      limited: Callable[[int], tuple[int, Path]]) -> None:
+                                      limited: Callable[..., tuple[int, Path]]) -> None:
     """A fixed rate of 20 against a limit of 2, with 2 attempts a chunk: most requests are
     throttled, and every chunk is done (throttles do not use up its attempts)."""
     port, log = limited(2)
@@ -380,7 +381,7 @@ def test_no_video_fails_of_throttling(second_chunks: Path, tmp_path: Path,
 
 
 def test_the_learned_rate_is_reused_and_never_stored_with_the_key(
-        second_chunks: Path, tmp_path: Path, limited: Callable[[int], tuple[int, Path]]) -> None:
+        second_chunks: Path, tmp_path: Path, limited: Callable[..., tuple[int, Path]]) -> None:
     """The second run starts where the first settled; the cache file holds a salted digest
     and the rate, never the key; a broken cache file is ignored, then replaced."""
     port, _ = limited(4)
@@ -401,7 +402,7 @@ def test_the_learned_rate_is_reused_and_never_stored_with_the_key(
 
 
 def test_rate_limit_max_caps_the_learned_rate(second_chunks: Path, tmp_path: Path,
-                                              limited: Callable[[int], tuple[int, Path]]) -> None:
+                                              limited: Callable[..., tuple[int, Path]]) -> None:
     """--rate-limit-max 2 against a limit of 50: nothing throttled, 2 learned, and the
     requests arrive at 2 a second (starts are spaced half a second apart)."""
     port, log = limited(50)
@@ -414,11 +415,11 @@ def test_rate_limit_max_caps_the_learned_rate(second_chunks: Path, tmp_path: Pat
 
 def test_a_second_client_on_the_key_makes_both_slow_down(
         twenty_second_chunks: Path, tmp_path: Path,
-        limited: Callable[[int], tuple[int, Path]]) -> None:
-    """Two runs of 60 chunks with one key against a limit of 6, the second starting once the
+        limited: Callable[..., tuple[int, Path]]) -> None:
+    """Two runs of 60 chunks with one key against a limit of 4, the second starting once the
     first is under way: while both run, each is accepted at well under the limit and the two
     together at most the limit, with few requests throttled."""
-    port, log = limited(6)
+    port, log = limited(4)
     results: list[dict[str, Any]] = []
     running = threading.Thread(target=lambda: results.append(auto_run(
         twenty_second_chunks, tmp_path / "one", port, tmp_path / "cache-one")))
@@ -438,10 +439,25 @@ def test_a_second_client_on_the_key_makes_both_slow_down(
     lo, hi = second[0] + 3, min(first[-1], second[-1])
     assert hi - lo >= 5, "the runs hardly overlapped"
     rates = [sum(1 for t in mine if lo <= t <= hi) / (hi - lo) for mine in (first, second)]
-    assert all(r < 0.75 * 6 for r in rates) and sum(rates) <= 6 * 1.05, rates
+    assert all(r < 0.75 * 4 for r in rates) and sum(rates) <= 4 * 1.05, rates
 
 
 # -- chunks in flight by Little's law ----------------------------------------------------------
+def test_without_concurrency_the_rate_not_the_pool_is_the_limit(
+        second_chunks: Path, tmp_path: Path, limited: Callable[..., tuple[int, Path]]) -> None:
+    """1.5 s an answer and a limit of 6: without --concurrency the chunks in flight grow with
+    the rate (4 in flight would allow 2.5 a second), so the requests arrive at more than 4 a
+    second, few throttled."""
+    port, log = limited(6, "--latency-ms", "1500")
+    found = auto_run(second_chunks, tmp_path / "out", port, tmp_path / "cache",
+                     concurrency=None)
+    assert found["counts"]["done"] == 2
+    accepted = [e["time"] for e in logged(log) if not e["throttled"]]
+    middle = accepted[len(accepted) // 4: -len(accepted) // 4]
+    assert (len(middle) - 1) / (middle[-1] - middle[0]) > 4.0
+    assert found["rate"]["throttled"] <= 0.1 * found["rate"]["requests"]
+
+
 def test_chunks_in_flight_follow_the_rate_and_the_latency() -> None:
     """Little's law with headroom: 10/s at 2 s needs 31 in flight; bounded by the pool."""
     assert little(10, 2.0, 64) == math.ceil(10 * 2.0 * 1.5) + 1 == 31

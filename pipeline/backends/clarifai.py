@@ -305,10 +305,12 @@ class ClarifaiBackend:
         with self._count:
             self.requests += 1
         began = time.monotonic()
-        call = self._stub.PostModelOutputs.future(
-            request, metadata=self._key.metadata(), timeout=self._deadline.for_chunk(chunk))
+        call = None
         try:
             try:
+                call = self._stub.PostModelOutputs.future(
+                    request, metadata=self._key.metadata(),
+                    timeout=self._deadline.for_chunk(chunk))
                 response = self._await(call)
             except grpc.RpcError as exc:
                 details = redact.text(self._key.scrub(str(exc.details() or "")))

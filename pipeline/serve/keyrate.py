@@ -13,6 +13,7 @@ handler threads (where it may wait for a free one). The pool then has room beyon
 from __future__ import annotations
 
 import collections
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -25,9 +26,17 @@ from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
 from pipeline.serve.catalog import status
 
 SPARE = 64  # handler threads beyond --workers: answering throttles, waiting for a worker
+# When the request being handled arrived (time.time()), for its log line: an accepted request
+# may wait for one of the --workers before its handler runs.
+_ARRIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar("arrived", default=None)
 _WINDOW = 1.0
 # Logs a throttled request: (method's short name, request, arrival time.time()).
 LogThrottle = Callable[[str, Any, float], None]
+
+
+def arrival() -> float | None:
+    """When the request this thread handles arrived, if --key-rate-limit counted it."""
+    return _ARRIVED.get()
 
 
 def throttle_description(limit: int) -> str:
@@ -80,8 +89,12 @@ class KeyRateLimit(grpc.ServerInterceptor):
         method = str(details.method).rsplit("/", 1)[-1]
         if admitted:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
-                with self._slots:
-                    return behaviour(request, context)
+                token = _ARRIVED.set(arrived)
+                try:
+                    with self._slots:
+                        return behaviour(request, context)
+                finally:
+                    _ARRIVED.reset(token)
         else:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 self._log_throttle(method, request, arrived)

@@ -109,7 +109,7 @@ class Servicer(service_pb2_grpc.V2Servicer):
     def PostModelOutputs(self, request: service_pb2.PostModelOutputsRequest,  # noqa: N802
                          context: grpc.ServicerContext) -> service_pb2.MultiOutputResponse:
         entry: dict[str, Any] = {
-            "time": round(time.time(), 6), "method": "PostModelOutputs",
+            "time": round(keyrate.arrival() or time.time(), 6), "method": "PostModelOutputs",
             "model": request.model_id,
             "kind": _kinds(request.inputs), "inputs": len(request.inputs),
             "size_bytes": sum(_size(i) for i in request.inputs), "fault": None,
@@ -194,7 +194,7 @@ class Servicer(service_pb2_grpc.V2Servicer):
                 ) -> Response:
         """The key check, the catalog's answer, one request-log line. Faults and latency stay
         with PostModelOutputs: they stand for the model's work."""
-        began = time.time()
+        began = keyrate.arrival() or time.time()
         refused = self._check_key(context)
         response: Any
         try:
