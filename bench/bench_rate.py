@@ -97,8 +97,9 @@ def figures(entries: list[dict[str, Any]], limit: int, steady: tuple[float, floa
             "wall_s": round(entries[-1]["time"] - t0, 1)}
 
 
-def per_second(entries: list[dict[str, Any]], t0: float) -> dict[str, list[int]]:
-    end = int(entries[-1]["time"] - t0) + 1
+def per_second(entries: list[dict[str, Any]], t0: float, end: int | None = None,
+               ) -> dict[str, list[int]]:
+    end = end or int(entries[-1]["time"] - t0) + 1
     series = {"accepted": [0] * end, "throttled": [0] * end}
     for e in entries:
         series["throttled" if e["throttled"] else "accepted"][int(e["time"] - t0)] += 1
@@ -150,8 +151,8 @@ def pair(log: Path, work: Path, port: int, cache: Path, small: Path, limit: int,
             "first": figures(first_entries, limit), "second": figures(second_entries, limit),
             "summary_rate": [s.get("rate") for s in summaries],
             "series": per_second(entries, t0),
-            "series_first": per_second(first_entries, t0),
-            "series_second": per_second(second_entries, t0)}
+            "series_first": per_second(first_entries, t0, int(entries[-1]["time"] - t0) + 1),
+            "series_second": per_second(second_entries, t0, int(entries[-1]["time"] - t0) + 1)}
 
 
 def plot(results: list[dict[str, Any]], path: Path, limit: int) -> None:
@@ -164,10 +165,10 @@ def plot(results: list[dict[str, Any]], path: Path, limit: int) -> None:
         s = r["series"]
         x = range(len(s["accepted"]))
         if r["case"] == "pair":
-            ax.bar(x, r["series_first"]["accepted"], width=1, color="#4c72b0", label="first")
-            ax.bar(range(len(r["series_second"]["accepted"])), r["series_second"]["accepted"],
-                   width=1, bottom=r["series_first"]["accepted"][:len(
-                       r["series_second"]["accepted"])], color="#55a868", label="second")
+            first = r["series_first"]["accepted"]
+            ax.bar(x, first, width=1, color="#4c72b0", label="first run")
+            ax.bar(x, r["series_second"]["accepted"], width=1, bottom=first, color="#55a868",
+                   label="second run")
         else:
             ax.bar(x, s["accepted"], width=1, color="#4c72b0", label="accepted")
         ax.bar(x, s["throttled"], width=1, bottom=[-t for t in s["throttled"]], color="#c44e52",

@@ -42,7 +42,7 @@ class Tuning:
     settle: float = 0.88  # the plateau: this share of a rate found too much
     recover: float = 2.0  # seconds: time constant of the climb back to the plateau
     patience: float = 6.0  # seconds above the plateau after which the probe is 36% above it
-    most_patience: float = 30.0  # each cut after the first doubles the patience, up to this
+    most_patience: float = 12.0  # each cut after the first doubles the patience, up to this
     stated_share: float = 0.9  # at most this share of a limit the server states
     binding_gap: float = 1.5  # a start within this many intervals of the last is rate-bound
 
