@@ -10,10 +10,10 @@ Three videos of 40 one-second chunks each (`--max-seconds 1`), up to 16 requests
 
 The figures come from serve's own request log (arrivals, stamped as they arrive, before any
 queue; throttled ones flagged): per case, the requests and the share throttled, the accepted
-rate over the steady part (from 5 s after the first request to 3 s before the last accepted one;
-for `pair`, from 5 s after the second joined until either ended) against the limit, and the time from the first request until the
-accepted requests of the last 2 s first reach 90% of the limit. Per-second series go to
-bench/out/rate.json; `--plot FILE` draws them.
+rate over the steady part (from 5 s after the first request to 3 s before the last accepted
+one; for `pair`, from 5 s after the second joined until either ended) against the limit, and
+the time from the first request until the accepted requests of the last 2 s first reach 90% of
+the limit. Per-second series go to bench/out/rate.json; `--plot FILE` draws them.
 
     .venv/bin/python bench/bench_rate.py [--cases single,dask,pair,fixed] [--limit 6]
         [--plot docs/rate.png]

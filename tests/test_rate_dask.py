@@ -20,6 +20,8 @@ from pipeline.backends.rate_memory import RateMemory, digest
 
 DASK = str(Path(sys.executable).parent / "dask")
 KEY = "rate-dask-key-0c4f9e21"
+pytestmark = [pytest.mark.integration, pytest.mark.dask, pytest.mark.slow]
+
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 

@@ -66,7 +66,7 @@ class KeyWindows:
             return True
 
 
-class KeyRateLimit(grpc.ServerInterceptor):
+class KeyRateLimit(grpc.ServerInterceptor):  # type: ignore[misc, unused-ignore]
     """The interceptor: counts each call as it arrives; a call over the limit is answered
     CONN_THROTTLED without reaching the servicer; an accepted one waits for one of the
     `workers` slots before its handler runs."""
