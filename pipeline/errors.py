@@ -78,6 +78,7 @@ class TransientBackendError(BackendError):
     ) -> None:
         super().__init__(message, code=code)
         self.throttled = throttled
+        self.pushback: float | None = None  # seconds the server asked the client to wait
 
 
 class UnreachableError(TransientBackendError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from pipeline import validate
@@ -26,6 +26,10 @@ from pipeline.send import strategies
 from pipeline.send.copy import Copy
 from pipeline.send.strategy import Strategy, Travel
 from pipeline.types import BACKENDS, MODES, BackendName, Limits, Mode, S3Name
+
+# The most chunks in flight when the rate is learned and --concurrency not given: the rate,
+# not the pool, is the limit (ratecontrol.little holds the pool to what the rate needs).
+AUTO_CONCURRENCY = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,19 +44,41 @@ class Api:
     api_key: str | None = field(default=None, repr=False, compare=False)
     user_id: str = "clarifai"
     app_id: str = "main"
-    rate_limit: float = 10.0  # request starts a second, retries included
+    # Request starts a second, retries included: fixed, or "auto" (learned from the answers:
+    # backends.adaptive).
+    rate_limit: float | Literal["auto"] = "auto"
     concurrency: int | None = None  # chunks in flight; None: by backend (`workers`)
+    rate_limit_max: float | None = None  # the most "auto" may reach
+    cache_dir: str | None = None  # where learned rates are remembered (None: nowhere)
 
     def __post_init__(self) -> None:
         validate.one_of("--backend", self.backend, BACKENDS)
         validate.at_least("--concurrency", self.concurrency, 1)
-        validate.at_least("--rate-limit", self.rate_limit, 0, above=True)
+        if isinstance(self.rate_limit, str):
+            if self.rate_limit != "auto":
+                raise ConfigError(f"--rate-limit takes auto or a number, not {self.rate_limit!r}")
+        else:
+            validate.at_least("--rate-limit", self.rate_limit, 0, above=True)
+        validate.at_least("--rate-limit-max", self.rate_limit_max, 0, above=True)
+        if self.rate_limit != "auto" and self.rate_limit_max is not None \
+                and self.rate_limit > self.rate_limit_max:
+            raise ConfigError(f"--rate-limit {self.rate_limit:g} is above --rate-limit-max "
+                              f"{self.rate_limit_max:g}")
+
+    @property
+    def adaptive(self) -> bool:
+        """The clarifai backend learns its rate (`--rate-limit auto`)."""
+        return self.backend == "clarifai" and self.rate_limit == "auto"
 
     @property
     def workers(self) -> int:
-        """Chunks in flight: requests for clarifai (default 4), decoders for local (one a core)."""
+        """Chunks in flight: requests for clarifai (default 4; with a learned rate, at most
+        AUTO_CONCURRENCY, as many as the rate and the latency need), decoders for local (one
+        a core)."""
         if self.concurrency is not None:
             return self.concurrency
+        if self.adaptive:
+            return AUTO_CONCURRENCY
         return 4 if self.backend == "clarifai" else 2
 
 
@@ -206,7 +232,8 @@ def _part(cls: type[Any], **names: str) -> Any:
 _PARTS: dict[str, Any] = {
     "api": _part(Api, backend="backend", model="model", api_base="api_base",
                  insecure="insecure", api_key="api_key", user_id="user_id", app_id="app_id",
-                 rate_limit="rate_limit", concurrency="concurrency"),
+                 rate_limit="rate_limit", concurrency="concurrency",
+                 rate_limit_max="rate_limit_max", cache_dir="cache_dir"),
     "limits": _limits,
     "sample_ms": lambda v: 1000 if v.get("sample_ms") is None else v["sample_ms"],
     "strategy": lambda v: strategies.named(v.get("strategy", strategies.DEFAULT), v),
@@ -230,6 +257,6 @@ OPTION_NAMES = frozenset({
     "download_min_rate", "probe_timeout", "ffmpeg_stall_timeout", "ffmpeg_time_factor",
     "force", "lock_wait", "settle_seconds", "dask", "progress", "min_confidence",
     "max_gap_ms", "min_segment_ms", "export", "report", "notify", "notify_secret",
-    "metrics_file",
+    "metrics_file", "rate_limit_max", "cache_dir",
     *(f.name for cls in strategies.STRATEGIES.values() for f in cls.settings())})
 

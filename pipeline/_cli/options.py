@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,10 @@ def number(text: str, where: str) -> float:
 
 def text(value: str, where: str) -> str:
     return value
+
+
+def auto_or_number(value: str, where: str) -> float | str:
+    return "auto" if value.strip().lower() == "auto" else number(value, where)
 
 
 def exports(value: str, where: str) -> tuple[str, ...]:
@@ -184,9 +189,11 @@ RUN = (
     Option("--concurrency", whole_number, None,
            "chunks in flight: requests (clarifai, default 4) or decoders (local, default 2)",
            metavar="N"),
-    Option("--rate-limit", number, 10.0,
-           "request starts per second, retries included, over any 1-second window "
-           "(default 10; Clarifai allows 15)", metavar="R"),
+    Option("--rate-limit", auto_or_number, "auto",
+           "request starts per second, retries included: auto learns the account's limit from "
+           "the API's answers (throttles cut it, successes raise it) and remembers it per key; "
+           "a number R is a fixed limit over any 1-second window (default auto; Clarifai "
+           "allows 15)", metavar="auto|R"),
     Option("--api-base", text, None, "HOST:PORT of another Clarifai-compatible server "
            "(default api.clarifai.com, TLS)", metavar="HOST:PORT"),
     Option("--insecure", yes_no, False,
@@ -222,6 +229,8 @@ RUN = (
     Option("--metrics-file", text, None, "write the run's figures to PATH in the Prometheus "
            "text format, atomically, for node_exporter's textfile collector (default: none)",
            metavar="PATH"),
+    Option("--rate-limit-max", number, None, "the most requests per second --rate-limit auto "
+           "may reach (default: no cap but what the API allows)", metavar="R"),
 )
 
 
@@ -254,6 +263,9 @@ ENV_ONLY = (
     *DEADLINES,
     Option("--notify-secret", text, None,
            "the key --notify's bodies are signed with (HMAC-SHA256); required with --notify"),
+    Option("--cache-dir", text, None, "folder where the rate learned for each key is "
+           "remembered, under a salted digest, never the key (default "
+           "$XDG_CACHE_HOME/video-pipeline, else ~/.cache/video-pipeline)"),
 )
 
 
@@ -276,10 +288,22 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool,
     if run:
         values |= resolve(args, (*RUN, *SEGMENTS, *OUTPUTS, *ENV_ONLY), environ)
         values["progress"] = not values.pop("no_progress")
+        values["cache_dir"] = values["cache_dir"] or default_cache_dir(environ)
         values |= {"api_key": environ.get("CLARIFAI_PAT", "").strip() or None,
                    "user_id": environ.get("CLARIFAI_USER_ID") or "clarifai",
                    "app_id": environ.get("CLARIFAI_APP_ID") or "main"}
     return Settings.from_options(**values)
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> str | None:
+    """$XDG_CACHE_HOME/video-pipeline, else ~/.cache/video-pipeline (None without a home)."""
+    base = environ.get("XDG_CACHE_HOME", "").strip()
+    if not base:
+        home = environ.get("HOME", "").strip()
+        if not home:
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "video-pipeline")
 
 
 def strategy_values(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -383,6 +407,10 @@ SERVE = (
         "(128000000: Clarifai's newer byte limit)"),
     ServeOption("--url-timeout", checked(number, lambda s: s > 0, "more than 0"), 30.0,
                 "seconds a URL download may take in all (30)"),
+    ServeOption("--key-rate-limit", checked(whole_number, lambda n: n >= 1, "at least 1"), None,
+                "accept at most R requests per key in any 1-second window, counted on arrival; "
+                "beyond that answer CONN_THROTTLED (11005), as Clarifai does (default: no limit)",
+                metavar="R"),
 )
 # The serve options that are serve.inputs.InputLimits fields.
 SERVE_LIMITS = ("max_bytes", "max_url_bytes", "max_seconds", "url_timeout", "allow_local_urls",

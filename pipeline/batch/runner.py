@@ -25,6 +25,7 @@ from pipeline.backends.factory import make_backend
 from pipeline.batch import inputs
 from pipeline.batch.context import HOUR, Context
 from pipeline.batch.identity import video_id
+from pipeline.batch.pool import predict_pool
 from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.summary import Bookkeeper, Outcome, Status, failed, write_summary
@@ -133,8 +134,7 @@ class Runner:
         self.outcomes = [Outcome(s.display, Status.PENDING) for s in expanded]
         self._open_books()
         try:
-            with ThreadPoolExecutor(self.settings.api.workers,
-                                    thread_name_prefix="predict") as pool:
+            with predict_pool(self.settings.api.workers, self.backend) as pool:
                 self._run_all(expanded, pool)
         finally:
             if self._own_backend:
@@ -153,7 +153,7 @@ class Runner:
         ready = job.prepare()
         if isinstance(ready, Outcome):
             return ready
-        with ThreadPoolExecutor(self.settings.api.workers, thread_name_prefix="predict") as pool:
+        with predict_pool(self.settings.api.workers, self.backend) as pool:
             return job.finish(job.run(ready, pool))
 
     def _run_all(self, sources: list[inputs.Source], pool: ThreadPoolExecutor) -> None:
@@ -244,8 +244,9 @@ class Runner:
     def _write_summary(self) -> None:
         if not self.summary:
             return
+        report = getattr(self.backend, "rate_report", None)  # the clarifai backend's pacing
         try:
-            write_summary(self.out, self.outcomes)
+            write_summary(self.out, self.outcomes, rate=report().as_dict() if report else None)
             self.summary_error = None
         except OSError as exc:
             self._summary_failed(exc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,15 +83,17 @@ def status_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
     return counts
 
 
-def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
+def write_summary(out: Path, outcomes: Sequence[Outcome],
+                  rate: Mapping[str, Any] | None = None) -> None:
     """DIR/summary.json: counts by status, the run's traffic, and one entry per input, in
-    input order."""
+    input order; with `rate`, how the requests were paced (the clarifai backend: the rate
+    learned, throttles)."""
     atomic_write_json(out / "summary.json", {
         "counts": status_counts(outcomes), "requests": sum(o.requests for o in outcomes),
         "retries": sum(o.retries for o in outcomes),
         "throttles": sum(o.throttles for o in outcomes),
         "bytes_sent": sum(o.bytes_sent for o in outcomes),
-        "inputs": [o.as_dict() for o in outcomes]})
+        "inputs": [o.as_dict() for o in outcomes]} | ({"rate": dict(rate)} if rate else {}))
 
 
 def add_to_summary(out: Path, key: str, value: Any) -> None:
