@@ -65,6 +65,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+	$(BIN)/mypy --strict pipeline
 
 # The fast tier, for the edit-test loop (under a minute): lint, types and the pure tests, which
 # run in the pytest process alone (no ffmpeg, server, browser, Node.js, moto or Dask; the

@@ -78,6 +78,7 @@ class TransientBackendError(BackendError):
     ) -> None:
         super().__init__(message, code=code)
         self.throttled = throttled
+        self.pushback: float | None = None  # seconds the server asked the client to wait
 
 
 class UnreachableError(TransientBackendError):
@@ -190,3 +191,9 @@ class BudgetReached(PipelineError):
     """Raised before a request that would take the run past --max-billed-frames: it is not
     sent, nor is any request after it; the videos left stop, and a rerun with a larger budget
     finishes them without billing again what was done."""
+
+
+class DeliveryError(PipelineError):
+    """Raised inside the notifier when one attempt to deliver a callback fails (refused, timed
+    out, answered other than 2xx); retried within its bound, then noted in summary.json, never
+    raised to the run."""

@@ -7,23 +7,29 @@ The parts: where and how requests go (`Api`), what one request may carry (`types
 often frames are sampled, what requests carry (a `send.strategy.Strategy`, owning its own
 settings), where chunks are staged (`Staging`), how URL sources are downloaded (`Downloads`),
 how long a child process may take (`media.proc.Deadlines`), how the batch treats its inputs
-(`Batch`), and which outputs are written (`output.exports.Outputs`)."""
+(`Batch`), which outputs are written (`output.exports.Outputs`), and what the run tells the
+world beyond its output folder (`Hooks`: a completion callback, a metrics file)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 from pipeline import validate
 from pipeline.errors import ConfigError
 from pipeline.media.proc import Deadlines
-from pipeline.output.exports import Outputs
+from pipeline.output.exports import Outputs, parse_exports
 from pipeline.output.segments import Rules
 from pipeline.send import strategies
 from pipeline.send.copy import Copy
 from pipeline.send.strategy import Strategy, Travel
 from pipeline.types import BACKENDS, MODES, BackendName, Limits, Mode, S3Name
+
+# The most chunks in flight when the rate is learned and --concurrency not given: the rate,
+# not the pool, is the limit (ratecontrol.little holds the pool to what the rate needs).
+AUTO_CONCURRENCY = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,19 +44,41 @@ class Api:
     api_key: str | None = field(default=None, repr=False, compare=False)
     user_id: str = "clarifai"
     app_id: str = "main"
-    rate_limit: float = 10.0  # request starts a second, retries included
+    # Request starts a second, retries included: fixed, or "auto" (learned from the answers:
+    # backends.adaptive).
+    rate_limit: float | Literal["auto"] = "auto"
     concurrency: int | None = None  # chunks in flight; None: by backend (`workers`)
+    rate_limit_max: float | None = None  # the most "auto" may reach
+    cache_dir: str | None = None  # where learned rates are remembered (None: nowhere)
 
     def __post_init__(self) -> None:
         validate.one_of("--backend", self.backend, BACKENDS)
         validate.at_least("--concurrency", self.concurrency, 1)
-        validate.at_least("--rate-limit", self.rate_limit, 0, above=True)
+        if isinstance(self.rate_limit, str):
+            if self.rate_limit != "auto":
+                raise ConfigError(f"--rate-limit takes auto or a number, not {self.rate_limit!r}")
+        else:
+            validate.at_least("--rate-limit", self.rate_limit, 0, above=True)
+        validate.at_least("--rate-limit-max", self.rate_limit_max, 0, above=True)
+        if self.rate_limit != "auto" and self.rate_limit_max is not None \
+                and self.rate_limit > self.rate_limit_max:
+            raise ConfigError(f"--rate-limit {self.rate_limit:g} is above --rate-limit-max "
+                              f"{self.rate_limit_max:g}")
+
+    @property
+    def adaptive(self) -> bool:
+        """The clarifai backend learns its rate (`--rate-limit auto`)."""
+        return self.backend == "clarifai" and self.rate_limit == "auto"
 
     @property
     def workers(self) -> int:
-        """Chunks in flight: requests for clarifai (default 4), decoders for local (one a core)."""
+        """Chunks in flight: requests for clarifai (default 4; with a learned rate, at most
+        AUTO_CONCURRENCY, as many as the rate and the latency need), decoders for local (one
+        a core)."""
         if self.concurrency is not None:
             return self.concurrency
+        if self.adaptive:
+            return AUTO_CONCURRENCY
         return 4 if self.backend == "clarifai" else 2
 
 
@@ -108,6 +136,36 @@ class Batch:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hooks:
+    """What the run tells the world beyond --out: a URL POSTed to when each video and the batch
+    end (bodies signed with `notify_secret`), and a Prometheus text file of the run's figures."""
+
+    notify: str | None = field(default=None, repr=False)  # may hold a token: never shown
+    notify_secret: str | None = field(default=None, repr=False, compare=False)
+    metrics_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.notify is not None:
+            if not _http_url(self.notify):
+                raise ConfigError("--notify takes an http(s) URL (http://HOST[:PORT]/PATH)")
+            if not (self.notify_secret or "").strip():
+                raise ConfigError("--notify needs a secret to sign its bodies with: set "
+                                  "VIDEO_PIPELINE_NOTIFY_SECRET (notify_secret= in Python)")
+        if self.metrics_file is not None and not self.metrics_file.strip():
+            raise ConfigError("--metrics-file takes a file path")
+
+
+def _http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and (
+        text.isprintable() and " " not in text)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     api: Api = Api()
     limits: Limits = Limits()
@@ -118,6 +176,7 @@ class Settings:
     deadlines: Deadlines = Deadlines()
     batch: Batch = Batch()
     outputs: Outputs = Outputs()
+    hooks: Hooks = Hooks()
 
     def __post_init__(self) -> None:
         validate.at_least("--sample-ms", self.sample_ms, 100, at_most=60_000)
@@ -158,7 +217,13 @@ def _staging(v: Mapping[str, Any]) -> Staging:
 
 def _outputs(v: Mapping[str, Any]) -> Outputs:
     rules = Rules(v.get("min_confidence", 0.5), v.get("max_gap_ms"), v.get("min_segment_ms", 0))
-    return Outputs(rules, tuple(v.get("export", Outputs().exports)), v.get("report", False))
+    chosen = v.get("export", Outputs().exports)
+    if isinstance(chosen, str):  # "csv,srt", as the command line spells it
+        try:
+            chosen = parse_exports(chosen)
+        except ValueError as exc:
+            raise ConfigError(f"--export: {exc}") from None
+    return Outputs(rules, tuple(chosen), v.get("report", False))
 
 
 def _part(cls: type[Any], **names: str) -> Any:
@@ -171,7 +236,8 @@ def _part(cls: type[Any], **names: str) -> Any:
 _PARTS: dict[str, Any] = {
     "api": _part(Api, backend="backend", model="model", api_base="api_base",
                  insecure="insecure", api_key="api_key", user_id="user_id", app_id="app_id",
-                 rate_limit="rate_limit", concurrency="concurrency"),
+                 rate_limit="rate_limit", concurrency="concurrency",
+                 rate_limit_max="rate_limit_max", cache_dir="cache_dir"),
     "limits": _limits,
     "sample_ms": lambda v: 1000 if v.get("sample_ms") is None else v["sample_ms"],
     "strategy": lambda v: strategies.named(v.get("strategy", strategies.DEFAULT), v),
@@ -183,6 +249,8 @@ _PARTS: dict[str, Any] = {
     "batch": _part(Batch, force="force", lock_wait="lock_wait", settle_seconds="settle_seconds",
                    dask="dask", progress="progress", max_billed_frames="max_billed_frames"),
     "outputs": _outputs,
+    "hooks": _part(Hooks, notify="notify", notify_secret="notify_secret",
+                   metrics_file="metrics_file"),
 }
 
 # Every option name `from_options` takes: the parts' own, the strategies' settings.
@@ -192,6 +260,7 @@ OPTION_NAMES = frozenset({
     "s3_endpoint_url", "keep_staged", "download_max_bytes", "download_timeout",
     "download_min_rate", "probe_timeout", "ffmpeg_stall_timeout", "ffmpeg_time_factor",
     "force", "lock_wait", "settle_seconds", "dask", "progress", "min_confidence",
-    "max_gap_ms", "min_segment_ms", "export", "report", "max_billed_frames",
+    "max_gap_ms", "min_segment_ms", "export", "report", "notify", "notify_secret",
+    "metrics_file", "rate_limit_max", "cache_dir", "max_billed_frames",
     *(f.name for cls in strategies.STRATEGIES.values() for f in cls.settings())})
 

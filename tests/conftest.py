@@ -6,6 +6,7 @@ import functools
 import http.server
 import io
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,9 @@ settings.register_profile("mutation", derandomize=True, database=None)
 # its own tests, which set VIDEO_PIPELINE_SETTLE_SECONDS themselves (test_settle.py). Elsewhere
 # every file is whole before a run starts, and waiting to see it still would only cost time.
 os.environ.setdefault("VIDEO_PIPELINE_SETTLE_SECONDS", "0")
+# Runs remember the rate they learned for a key (backends.rate_memory): the tests' runs do so
+# in a folder of their own, never in the user's cache.
+os.environ.setdefault("VIDEO_PIPELINE_CACHE_DIR", tempfile.mkdtemp(prefix="video-pipeline-cache-"))
 
 
 @pytest.fixture(scope="session")

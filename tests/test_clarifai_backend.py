@@ -174,8 +174,9 @@ def test_over_limit_answer_resplits_the_chunk(serve: Callable[..., Server], nois
 
 def test_throttling_waits_longer_than_other_transient_faults(
         serve: Callable[..., Server], noisy_video: Path) -> None:
-    """CONN_THROTTLED backs off from a floor; UNAVAILABLE only within the jitter window."""
-    config = RetryConfig(attempts=4)
+    """CONN_THROTTLED backs off from a floor; UNAVAILABLE only within the jitter window.
+    (Throttles end by their own time, 20 s here, which the fourth floor passes.)"""
+    config = RetryConfig(attempts=4, throttle_seconds=20)
     waits: dict[str, list[float]] = {}
     for fault in ("11005", "UNAVAILABLE"):
         server = serve(fault_rate=1.0, faults=(Fault.parse(fault),))

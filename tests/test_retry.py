@@ -76,9 +76,10 @@ def test_attempts_are_bounded_and_the_last_error_is_raised() -> None:
 
 
 def test_total_time_is_bounded() -> None:
-    """A wait that would pass max_seconds is not taken: the error is raised instead."""
+    """A wait that would pass max_seconds (throttle_seconds, for a throttle) is not taken: the
+    error is raised instead."""
     calls: list[int] = []
-    config = RetryConfig(attempts=50, max_seconds=1.0, throttle_floor=5.0)
+    config = RetryConfig(attempts=50, max_seconds=1.0, throttle_seconds=1.0, throttle_floor=5.0)
     errors: list[Exception] = [TransientBackendError("busy", throttled=True) for _ in range(10)]
     with pytest.raises(TransientBackendError):
         policy(config, sleep=lambda s: None)(failing(errors, calls))
@@ -205,15 +206,17 @@ def schedule(errors: list[Exception], config: RetryConfig | None = None) -> list
 
 def test_the_defaults_are_six_attempts_in_300_s_doubling_from_half_a_second() -> None:
     """RetryConfig(): 6 attempts, 300 s, windows 0.5 s doubling to a 30 s cap, throttling from
-    a 2 s floor; with the widest draws the waits are exactly that schedule."""
+    a 2 s floor, throttles retried for 900 s without using up attempts; with the widest draws
+    the waits are exactly that schedule."""
     assert RetryConfig() == RetryConfig(attempts=6, max_seconds=300.0, base=0.5, cap=30.0,
-                                        throttle_floor=2.0)
+                                        throttle_floor=2.0, throttle_seconds=900.0,
+                                        paced=False)
     unavailable: list[Exception] = [TransientBackendError("down", code="UNAVAILABLE")
                                     for _ in range(20)]
     assert schedule(unavailable) == [0.5, 1.0, 2.0, 4.0, 8.0]
     throttled: list[Exception] = [TransientBackendError("slow", code=11005, throttled=True)
                                   for _ in range(20)]
-    assert schedule(throttled) == [2.5, 5.0, 10.0, 20.0, 38.0]
+    assert schedule(throttled) == [2.5, 5.0, 10.0, 20.0, 38.0, 46.0] + [60.0] * 12
 
 
 def test_waits_stop_doubling_at_the_cap() -> None:

@@ -19,7 +19,8 @@ from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
 
 from pipeline._cli import commands, options
-from pipeline._cli.main import ExitCode, build_parser
+from pipeline._cli.exits import ExitCode
+from pipeline._cli.main import build_parser
 from pipeline.errors import ConfigError
 from pipeline.serve.faults import Fault
 from pipeline.serve.inputs import InputLimits

@@ -67,7 +67,7 @@ def test_choices_and_exports_are_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         options.exports("csv,pdf", "VIDEO_PIPELINE_EXPORT")
     assert str(caught.value) == ("VIDEO_PIPELINE_EXPORT: unknown export pdf "
-                                 "(choose from csv, jsonl, vtt)")
+                                 "(choose from csv, jsonl, vtt, srt, otio)")
     assert options.text(" as is ", "--model") == " as is "
 
 
@@ -258,9 +258,11 @@ def test_outputs_carry_the_segment_rules_and_the_exports_in_their_order() -> Non
 
 
 def test_chunks_in_flight_default_by_backend() -> None:
-    """4 requests for clarifai, 2 decoders for local, unless --concurrency says otherwise."""
-    assert [Settings.from_options(backend="clarifai").api.workers, Settings().api.workers,
-            Settings.from_options(concurrency=7).api.workers] == [4, 2, 7]
+    """4 requests for clarifai at a fixed rate, up to 32 at a learned one (as many as the rate
+    needs), 2 decoders for local, unless --concurrency says otherwise."""
+    assert [Settings.from_options(backend="clarifai", rate_limit=10.0).api.workers,
+            Settings.from_options(backend="clarifai").api.workers, Settings().api.workers,
+            Settings.from_options(concurrency=7).api.workers] == [4, 32, 2, 7]
 
 
 def test_the_api_key_is_never_shown() -> None:

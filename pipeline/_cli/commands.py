@@ -4,14 +4,23 @@ prints its result. Exit codes and error messages are main's."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline._cli import options
-from pipeline._cli.main import ExitCode
+from pipeline import segment
+from pipeline._cli import options, render, signals
+from pipeline._cli.exits import ExitCode
+from pipeline._cli.signals import stop_on_signals
+from pipeline.batch.stopping import StopFlag
+from pipeline.errors import ConfigError, InputError, Interrupted, io_failure
+from pipeline.output import files, formats
+from pipeline.probe import probe
+from pipeline.send import strategies
 
 if TYPE_CHECKING:
     from pipeline.serve.server import ServeConfig
@@ -22,18 +31,12 @@ def emit(text: str, *, err: bool = False) -> None:
 
 
 def cmd_probe(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline._cli import render
-    from pipeline.probe import probe
     info = probe(args.video)
     emit(json.dumps(render.probe_dict(info), indent=2) if args.json else render.probe_text(info))
     return ExitCode.OK
 
 
 def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline import segment
-    from pipeline._cli import render
-    from pipeline.probe import probe
-    from pipeline.send import strategies
     settings = options.settings(args, environ, run=False, strategy=True)
     keep_audio = settings.strategy.keeps_audio
     info = probe(args.video, keep_audio=keep_audio)
@@ -46,10 +49,6 @@ def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> 
 
 
 def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline import segment
-    from pipeline.errors import io_failure
-    from pipeline.output import files, formats
-    from pipeline.probe import probe
     settings = options.settings(args, environ, run=False, split=True)
     keep_audio = settings.strategy.keeps_audio
     files.prepare_out(args.out)
@@ -67,55 +66,59 @@ def cmd_split(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) ->
 
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pipeline._cli.signals import stop_on_signals
-    from pipeline.batch.stopping import StopFlag
+    """parse -> settings -> run_batch -> the summary line and the exit code."""
+    # Only `run` needs the runner and the progress bar (tqdm): imported here, not for --help.
+    from pipeline._cli.progress import Progress
+    from pipeline.api import run_batch
     settings = options.settings(args, environ, run=True)
-    with stop_on_signals(StopFlag()) as stop:
-        if settings.batch.dask:
-            from pipeline.batch import dask_engine
-            outcomes, summary_error = dask_engine.run(settings, args.out, args.inputs,
-                                                      stop=stop), None
-        else:
-            outcomes, summary_error = _run_here(settings, args.out, args.inputs, stop)
-    failed = sum(1 for o in outcomes if str(o.status) == "failed")
-    deferred = sum(1 for o in outcomes if str(o.status) == "deferred")
-    stopped = sum(1 for o in outcomes if str(o.status) == "stopped")
-    done = len(outcomes) - failed - deferred - stopped
-    frames = {name: sum(getattr(o, name) for o in outcomes)
+    shown = settings.batch.progress and not settings.batch.dask
+    with stop_on_signals(StopFlag()) as stop, (
+            Progress() if shown else contextlib.nullcontext()) as progress:
+        result = run_batch(args.inputs, args.out, settings=settings, stop=stop,
+                           progress=progress)
+    if result.interrupted:
+        raise Interrupted("stopped before every input was done")
+    _warn_hooks(result)
+    counts = result.counts
+    done = counts["done"] + counts["skipped"]
+    frames = {name: sum(getattr(o, name) or 0 for o in result.outcomes)
               for name in ("frames_sampled", "frames_billed", "frames_carried")}
-    if summary_error:
-        emit(f"video-pipeline: error: summary.json could not be written ({summary_error})",
-             err=True)
+    if result.summary_error:
+        emit(f"video-pipeline: error: summary.json could not be written "
+             f"({result.summary_error})", err=True)
     if fmt == "json":
-        emit(json.dumps({"inputs": len(outcomes), "done": done, "failed": failed,
-                         "deferred": deferred, "stopped": stopped, **frames, "out": args.out,
+        emit(json.dumps({"inputs": len(result.outcomes), "done": done,
+                         "failed": counts["failed"], "deferred": counts["deferred"],
+                         "stopped": counts["stopped"], **frames, "out": args.out,
                          "summary": os.path.join(args.out, "summary.json")}))
     else:
-        later = f", {deferred} deferred (still being written)" if deferred else ""
-        budget = (f", {stopped} stopped: billing budget reached (rerun with a larger "
-                  "--max-billed-frames to finish)") if stopped else ""
-        emit(f"{done} of {len(outcomes)} inputs done{later}{budget}; frames: "
+        later = (f", {counts['deferred']} deferred (still being written)"
+                 if counts["deferred"] else "")
+        budget = (f", {counts['stopped']} stopped: billing budget reached (rerun with a larger "
+                  "--max-billed-frames to finish)") if counts["stopped"] else ""
+        emit(f"{done} of {len(result.outcomes)} inputs done{later}{budget}; frames: "
              f"{frames['frames_sampled']:,} sampled, {frames['frames_billed']:,} billed, "
              f"{frames['frames_carried']:,} carried; results in {args.out}/ "
              f"(summary.json, <VIDEO_ID>/timeline.json)")
-    if failed or summary_error:
+    if counts["failed"] or result.summary_error:
         return ExitCode.FAILED
-    return ExitCode.BUDGET if stopped else ExitCode.OK
+    return ExitCode.BUDGET if counts["stopped"] else ExitCode.OK
 
 
-def _run_here(settings: Any, out: str, inputs: list[str], stop: Any) -> tuple[list[Any], Any]:
-    from pipeline._cli.progress import Progress
-    from pipeline.batch.runner import Runner
-    with Progress(enabled=settings.batch.progress) as progress:
-        runner = Runner(settings, out, progress=progress, stop=stop)
-        return runner.run(inputs), runner.summary_error
+def _warn_hooks(result: Any) -> None:
+    """Callbacks not delivered, or a metrics file not written: said, the exit code unchanged."""
+    report = result.notify
+    if report is not None and report.failed:
+        emit(f"video-pipeline: warning: {report.failed} of {report.failed + report.delivered} "
+             f"--notify callbacks not delivered ({report.last_error}); noted in summary.json",
+             err=True)
+    if result.metrics_error:
+        emit(f"video-pipeline: warning: --metrics-file not written ({result.metrics_error})",
+             err=True)
 
 
 def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
-    from pathlib import Path
-
-    from pipeline.errors import InputError
-    from pipeline.output import report
+    from pipeline.output import report  # matplotlib and the page: only `report` needs them
     rules = options.segment_settings(args, environ).outputs.rules
     path = Path(args.path)
     if (path / "timeline.json").is_file():
@@ -134,6 +137,7 @@ def cmd_report(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -
 
 def serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeConfig:
     """serve's settings: its flags, then the environment, then the defaults."""
+    # serve's modules (gRPC, the model's code) only for `serve`, not for every command.
     from pipeline.serve.inputs import InputLimits
     from pipeline.serve.server import ServeConfig
     values = options.resolve(args, options.SERVE, environ)
@@ -147,9 +151,7 @@ def serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeC
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> int:
     """Serve until SIGTERM or Ctrl-C; requests in flight then have signals.SERVE_GRACE_S to
     finish, and the process ends, whatever they are doing."""
-    from pipeline._cli import signals
-    from pipeline.errors import ConfigError
-    from pipeline.serve import memory
+    from pipeline.serve import memory  # serve's modules only for `serve` (see serve_config)
     from pipeline.serve.server import Server
     server = Server(serve_config(args, environ))
     memory.map_large_allocations()

@@ -6,37 +6,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import enum
 import json
 import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
-from pipeline import __version__
-from pipeline._cli import options
+from pipeline import redact
+from pipeline._cli import commands, options
+from pipeline._cli.exits import ExitCode
 from pipeline.errors import AuthError, ConfigError, InputError, Interrupted, PipelineError
+from pipeline.version import __version__
 
 log = logging.getLogger("pipeline")
-
-
-class ExitCode(enum.IntEnum):
-    """What every command exits with; the only place exit codes are defined.
-
-    OK: every input done (or skipped as already done; inputs deferred as still being written
-    do not count as failed); `serve` stopped by a signal. FAILED: at least one input failed
-    (the others are done and kept). USAGE: usage or configuration error, nothing processed,
-    or a refused key that stopped the run. BUDGET: `run` stopped by --max-billed-frames, no
-    input failed otherwise (rerun with a larger budget to finish).
-    INTERRUPTED: stopped by SIGTERM or Ctrl-C (128 + SIGINT, what shells and schedulers read
-    as interrupted); rerun to resume."""
-
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    BUDGET = 3
-    INTERRUPTED = 130
+_ExcInfo = (tuple[type[BaseException], BaseException, TracebackType | None]
+            | tuple[None, None, None])
 
 
 def _common() -> argparse.ArgumentParser:
@@ -121,8 +107,6 @@ def _serve_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    # Imported here: commands imports ExitCode from this module.
-    from pipeline._cli import commands
     environ = os.environ if environ is None else environ
     try:
         args = build_parser().parse_args(argv)
@@ -143,13 +127,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return _fail("interrupted; finished work is saved, rerun to resume", ExitCode.INTERRUPTED)
     except (InputError, PipelineError) as exc:
         return _fail(exc, ExitCode.FAILED)
-    except Exception as exc:  # a bug: one line, the traceback with -vv
+    except Exception as exc:  # noqa: BLE001 (the last resort: a bug is one line, -vv its traceback)
         log.debug("internal error", exc_info=exc)
         return _fail(f"internal error: {type(exc).__name__}: {exc} (run with -vv for the "
                      "traceback)", ExitCode.FAILED)
 
 
 def _fail(problem: object, code: int) -> int:
+    if isinstance(problem, BaseException):
+        log.debug("%s", type(problem).__name__, exc_info=problem)  # -vv: it and its causes
     with contextlib.suppress(BrokenPipeError, ValueError):
         print(f"video-pipeline: error: {one_line(str(problem))}", file=sys.stderr)
     return code
@@ -171,6 +157,9 @@ class _TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         return one_line(super().formatMessage(record))
 
+    def formatException(self, ei: _ExcInfo) -> str:  # noqa: N802 (logging's name)
+        return redact.text(super().formatException(ei))
+
 
 def _silence_stdout() -> None:
     try:
@@ -185,7 +174,7 @@ class _JsonFormatter(logging.Formatter):
         entry = {"time": self.formatTime(record), "level": record.levelname,
                  "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = redact.text(self.formatException(record.exc_info))
         return json.dumps(entry)
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.media import proc
+from pipeline.output.exports import parse_exports
 from pipeline.send import strategies
 from pipeline.send.strategy import Strategy
 from pipeline.settings import Settings
@@ -54,8 +57,11 @@ def text(value: str, where: str) -> str:
     return value
 
 
+def auto_or_number(value: str, where: str) -> float | str:
+    return "auto" if value.strip().lower() == "auto" else number(value, where)
+
+
 def exports(value: str, where: str) -> tuple[str, ...]:
-    from pipeline.output.exports import parse_exports
     try:
         return parse_exports(value)
     except ValueError as exc:
@@ -72,6 +78,8 @@ def one_of(*choices: str) -> Callable[[str, str], str]:
 
 @dataclass(frozen=True)
 class Option:
+    # Any: one table holds options of every type (numbers, text, yes/no, lists); Settings'
+    # parts check what they are given.
     flag: str
     parse: Callable[[str, str], Any]
     default: Any
@@ -165,8 +173,9 @@ SEGMENTS = (
 # What a run writes besides timeline.json and segments.json.
 OUTPUTS = (
     Option("--export", exports, ("csv", "jsonl", "vtt"), "which exports to write: csv "
-           "(frames.csv, segments.csv), jsonl (frames.jsonl), vtt (segments.vtt), comma "
-           "separated, or none (default csv,jsonl,vtt)", metavar="LIST"),
+           "(frames.csv, segments.csv), jsonl (frames.jsonl), vtt (segments.vtt), srt "
+           "(segments.srt), otio (timeline.otio, OpenTimelineIO: the source as a clip, a marker "
+           "per segment), comma separated, or none (default csv,jsonl,vtt)", metavar="LIST"),
     Option("--report", yes_no, False, "also write each video's report.html "
            "(default: off; `video-pipeline report` writes it later)", switch=True),
 )
@@ -181,9 +190,11 @@ RUN = (
     Option("--concurrency", whole_number, None,
            "chunks in flight: requests (clarifai, default 4) or decoders (local, default 2)",
            metavar="N"),
-    Option("--rate-limit", number, 10.0,
-           "request starts per second, retries included, over any 1-second window "
-           "(default 10; Clarifai allows 15)", metavar="R"),
+    Option("--rate-limit", auto_or_number, "auto",
+           "request starts per second, retries included: auto learns the account's limit from "
+           "the API's answers (throttles cut it, successes raise it) and remembers it per key; "
+           "a number R is a fixed limit over any 1-second window (default auto; Clarifai "
+           "allows 15)", metavar="auto|R"),
     Option("--api-base", text, None, "HOST:PORT of another Clarifai-compatible server "
            "(default api.clarifai.com, TLS)", metavar="HOST:PORT"),
     Option("--insecure", yes_no, False,
@@ -216,6 +227,15 @@ RUN = (
            "bills each frame it scores): a request that would go past it is not sent, and the "
            "run stops there (exit 3); a rerun with a larger budget finishes it without billing "
            "again what was done (default: no cap)", metavar="N"),
+    Option("--notify", text, None, "POST a signed JSON body to URL when each video ends "
+           "(done, failed, deferred) and when the batch ends; retried for a bounded time, "
+           "never failing the run (secret: VIDEO_PIPELINE_NOTIFY_SECRET; default: none)",
+           metavar="URL"),
+    Option("--metrics-file", text, None, "write the run's figures to PATH in the Prometheus "
+           "text format, atomically, for node_exporter's textfile collector (default: none)",
+           metavar="PATH"),
+    Option("--rate-limit-max", number, None, "the most requests per second --rate-limit auto "
+           "may reach (default: no cap but what the API allows)", metavar="R"),
 )
 
 
@@ -246,13 +266,17 @@ ENV_ONLY = (
     Option("--download-min-rate", number, 50_000.0,
            "bytes a second a URL download must average, after its stall allowance"),
     *DEADLINES,
+    Option("--notify-secret", text, None,
+           "the key --notify's bodies are signed with (HMAC-SHA256); required with --notify"),
+    Option("--cache-dir", text, None, "folder where the rate learned for each key is "
+           "remembered, under a salted digest, never the key (default "
+           "$XDG_CACHE_HOME/video-pipeline, else ~/.cache/video-pipeline)"),
 )
 
 
 def configure_processes(environ: Mapping[str, str]) -> None:
     """Hold every ffprobe/ffmpeg of this command to the deadlines the environment sets (or the
     defaults), checked like a run's settings; `run` sets them again from its Settings."""
-    from pipeline.media import proc
     args = argparse.Namespace()
     proc.configure(Settings.from_options(**resolve(args, DEADLINES, environ)).deadlines)
 
@@ -269,10 +293,22 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str], *, run: bool,
     if run:
         values |= resolve(args, (*RUN, *SEGMENTS, *OUTPUTS, *ENV_ONLY), environ)
         values["progress"] = not values.pop("no_progress")
+        values["cache_dir"] = values["cache_dir"] or default_cache_dir(environ)
         values |= {"api_key": environ.get("CLARIFAI_PAT", "").strip() or None,
                    "user_id": environ.get("CLARIFAI_USER_ID") or "clarifai",
                    "app_id": environ.get("CLARIFAI_APP_ID") or "main"}
     return Settings.from_options(**values)
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> str | None:
+    """$XDG_CACHE_HOME/video-pipeline, else ~/.cache/video-pipeline (None without a home)."""
+    base = environ.get("XDG_CACHE_HOME", "").strip()
+    if not base:
+        home = environ.get("HOME", "").strip()
+        if not home:
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "video-pipeline")
 
 
 def strategy_values(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -321,8 +357,9 @@ def checked(parse: Callable[[str, str], Any], ok: Callable[[Any], bool],
 
 def image_pixels(value: str, where: str) -> int:
     from pipeline.serve.images import PILLOW_LIMIT
-    return checked(whole_number, lambda n: 1 <= n <= PILLOW_LIMIT, f"1..{PILLOW_LIMIT} (Pillow "
-                   "refuses larger images as decompression bombs)")(value, where)
+    pixels: int = checked(whole_number, lambda n: 1 <= n <= PILLOW_LIMIT, f"1..{PILLOW_LIMIT} "
+                          "(Pillow refuses larger images as decompression bombs)")(value, where)
+    return pixels
 
 
 def fault_codes(value: str, where: str) -> Any:
@@ -375,6 +412,10 @@ SERVE = (
         "(128000000: Clarifai's newer byte limit)"),
     ServeOption("--url-timeout", checked(number, lambda s: s > 0, "more than 0"), 30.0,
                 "seconds a URL download may take in all (30)"),
+    ServeOption("--key-rate-limit", checked(whole_number, lambda n: n >= 1, "at least 1"), None,
+                "accept at most R requests per key in any 1-second window, counted on arrival; "
+                "beyond that answer CONN_THROTTLED (11005), as Clarifai does (default: no limit)",
+                metavar="R"),
 )
 # The serve options that are serve.inputs.InputLimits fields.
 SERVE_LIMITS = ("max_bytes", "max_url_bytes", "max_seconds", "url_timeout", "allow_local_urls",

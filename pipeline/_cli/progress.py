@@ -16,7 +16,7 @@ class Progress:
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled and sys.stderr.isatty()
-        self._bar: Any = None
+        self._bar: Any = None  # a tqdm bar: tqdm ships no types
         self._frames = 0
         self._stack = contextlib.ExitStack()
 

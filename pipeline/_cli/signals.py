@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from pipeline._cli.main import ExitCode
+from pipeline._cli.exits import ExitCode
 from pipeline.batch.stopping import StopFlag
 
 log = logging.getLogger("pipeline")

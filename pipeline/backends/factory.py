@@ -11,6 +11,8 @@ from pipeline.settings import Settings
 def make_backend(settings: Settings, *, interrupt: threading.Event | None = None) -> Backend:
     """`interrupt`, when set, makes the backend drop its requests in flight and end its waits
     (the run is stopping)."""
+    # Each backend's module brings its own heavy imports (gRPC and Clarifai's client; Pillow
+    # and the model's runtime): only the one asked for is imported.
     api = settings.api
     if api.backend == "local":
         from pipeline.backends.local import LocalBackend

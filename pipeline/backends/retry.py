@@ -24,6 +24,12 @@ class RetryConfig:
     base: float = 0.5  # first full-jitter window; doubles each attempt
     cap: float = 30.0  # widest window
     throttle_floor: float = 2.0  # a throttled answer waits at least this (doubling), then jitter
+    # Throttled answers do not use up `attempts`: they are retried until this many seconds
+    # have passed since the first attempt (the account's limit is shared: waiting is enough).
+    throttle_seconds: float = 900.0
+    # A pacer that learns the rate (`--rate-limit auto`) spaces the retries of throttled
+    # answers itself: they wait only a jitter window of `base`, without the floor.
+    paced: bool = False
 
 
 class Backoff(tenacity.wait.wait_base):
@@ -39,17 +45,57 @@ class Backoff(tenacity.wait.wait_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         n = retry_state.attempt_number
-        window = min(self.config.cap, self.config.base * 2 ** (n - 1))
-        wait = self.rng.uniform(0, window)
+        config = self.config
+        if _throttled(retry_state) and config.paced:
+            wait = self.rng.uniform(0, config.base)
+        else:
+            wait = self.rng.uniform(0, min(config.cap, config.base * 2 ** (n - 1)))
+            if _throttled(retry_state):
+                wait += min(config.cap, config.throttle_floor * 2 ** (n - 1))
+        return max(wait, _pushback(retry_state))
+
+
+class Budget(tenacity.stop.stop_base):
+    """Stop after `attempts` failures that were not throttles, or once the next wait would
+    pass `max_seconds`; a throttled failure stops only once it would pass
+    `throttle_seconds`. Time is the time asked to sleep, when more than the clock shows (a
+    test's sleep records waits without taking them)."""
+
+    def __init__(self, config: RetryConfig) -> None:
+        self.config = config
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        elapsed = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
+        ending = elapsed + retry_state.upcoming_sleep
         if _throttled(retry_state):
-            wait += min(self.config.cap, self.config.throttle_floor * 2 ** (n - 1))
-        return wait
+            return ending >= self.config.throttle_seconds
+        others = retry_state.attempt_number - getattr(retry_state, _THROTTLES, 0)
+        return others >= self.config.attempts or ending >= self.config.max_seconds
+
+
+_THROTTLES = "video_pipeline_throttles"  # throttled failures so far, kept on the call's state
+
+
+def _count_throttle(retry_state: tenacity.RetryCallState) -> None:
+    if _throttled(retry_state):
+        setattr(retry_state, _THROTTLES, getattr(retry_state, _THROTTLES, 0) + 1)
+
+
+def _failure(retry_state: tenacity.RetryCallState) -> BaseException | None:
+    outcome = retry_state.outcome
+    return outcome.exception() if outcome is not None and outcome.failed else None
 
 
 def _throttled(retry_state: tenacity.RetryCallState) -> bool:
-    outcome = retry_state.outcome
-    exc = outcome.exception() if outcome is not None and outcome.failed else None
+    exc = _failure(retry_state)
     return isinstance(exc, TransientBackendError) and exc.throttled
+
+
+def _pushback(retry_state: tenacity.RetryCallState) -> float:
+    """The wait the server asked for (gRPC's retry pushback), if it did."""
+    exc = _failure(retry_state)
+    found = exc.pushback if isinstance(exc, TransientBackendError) else None
+    return found or 0.0
 
 
 def log_attempt(logger: logging.Logger) -> Callable[[tenacity.RetryCallState], None]:
@@ -70,15 +116,15 @@ def policy(config: RetryConfig | None = None, *,
            rng: random.Random | None = None,
            logger: logging.Logger = log) -> tenacity.Retrying:
     """Retry TransientBackendError only (not an API already found unreachable); every other
-    error reaches the caller at once, as is."""
+    error reaches the caller at once, as is. Throttles have their own budget (`Budget`)."""
     config = config or RetryConfig()
     return tenacity.Retrying(
         retry=(tenacity.retry_if_exception_type(TransientBackendError)
                & tenacity.retry_if_not_exception_type(UnreachableError)),
-        stop=(tenacity.stop_after_attempt(config.attempts)
-              | tenacity.stop_before_delay(config.max_seconds)),
+        stop=Budget(config),
         wait=Backoff(config, rng or random.Random()),
         sleep=sleep,
+        after=_count_throttle,
         before_sleep=log_attempt(logger),
         reraise=True,
     )

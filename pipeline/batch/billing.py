@@ -64,12 +64,15 @@ class SharedBudget:
     """The budget of a run on a Dask cluster: one count in the scheduler (a distributed
     Variable) changed under a distributed Lock, so no two workers spend the same frames."""
 
+    WAIT_S = 30.0  # the most a worker waits on the scheduler for the count
+
     def __init__(self, name: str, limit: int, client: Any = None) -> None:
-        from distributed import Lock, Variable
+        import distributed  # only on a cluster
+        dist: Any = distributed  # untyped
         self.limit = limit
-        self._lock = Lock(f"{name}-lock")
-        self._spent = Variable(f"{name}-spent", client=client)
-        self._closed = Variable(f"{name}-closed", client=client)
+        self._lock: Any = dist.Lock(f"{name}-lock")
+        self._spent: Any = dist.Variable(f"{name}-spent", client=client)
+        self._closed: Any = dist.Variable(f"{name}-closed", client=client)
 
     def start(self) -> None:
         """Set the count to zero (the client, before any task runs)."""
@@ -78,19 +81,26 @@ class SharedBudget:
 
     @property
     def closed(self) -> bool:
-        return bool(self._closed.get())
+        return bool(self._closed.get(timeout=self.WAIT_S))
 
     @property
     def spent(self) -> int:
-        return int(self._spent.get())
+        return int(self._spent.get(timeout=self.WAIT_S))
 
     def charge(self, frames: int) -> None:
-        with self._lock:
-            spent = int(self._spent.get())
-            if bool(self._closed.get()) or spent + frames > self.limit:
+        """As Budget.charge; a scheduler that does not answer within WAIT_S fails the request
+        unsent (TimeoutError), never waits for ever."""
+        if not self._lock.acquire(timeout=self.WAIT_S):
+            raise TimeoutError(f"the run's billing budget on the Dask scheduler did not answer "
+                               f"within {self.WAIT_S:.0f} s")
+        try:
+            spent = int(self._spent.get(timeout=self.WAIT_S))
+            if bool(self._closed.get(timeout=self.WAIT_S)) or spent + frames > self.limit:
                 self._closed.set(True)
                 raise reached(self.limit, spent)
             self._spent.set(spent + frames)
+        finally:
+            self._lock.release()
 
 
 class Tally:

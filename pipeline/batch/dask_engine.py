@@ -12,8 +12,11 @@ inputs (so it must see the folders and manifests), and each task runs the same c
   absolute; timeline.json still shows the path as given) or be URLs.
 - Credentials are not shipped with the tasks: each worker reads CLARIFAI_PAT (and
   CLARIFAI_USER_ID / CLARIFAI_APP_ID) from its own environment, as a local run does.
-- The rate limit holds across the cluster by splitting it into whole shares, one a worker
-  process, that sum to at most `--rate-limit` (`rate_shares`): 10 over 3 workers is 4 + 3 + 3;
+- `--rate-limit auto` (the clarifai backend's default): one learned rate for the whole cluster,
+  held by a plugin on the scheduler that every worker's requests take their turns from
+  (`dask_rate`); workers joining or leaving mid-run change nothing for the account.
+- A fixed `--rate-limit R` holds across the cluster by splitting it into whole shares, one a
+  worker process, that sum to at most R (`rate_shares`): 10 over 3 workers is 4 + 3 + 3;
   a cluster with more workers than whole requests per second sends from only as many workers as
   it has whole requests (the clarifai backend; the local one uses every worker). Each share is
   enforced by one limiter shared by every task in that process (the backend is built once per
@@ -29,6 +32,7 @@ inputs (so it must see the folders and manifests), and each task runs the same c
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -37,11 +41,13 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
+from pipeline.backends.ratecontrol import RateReport
 from pipeline.batch import inputs
 from pipeline.batch.billing import Charges, SharedBudget
 from pipeline.batch.runner import Runner, preflight, skipped_if_done
@@ -55,8 +61,27 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.5
 _CONNECT_TIMEOUT_S = 10
-_BACKENDS: dict[tuple[Any, ...], Backend] = {}
+# A worker process's backends, the latest few (a long-lived cluster serves many runs; a
+# backend let go closes its channel once no task holds it).
+_BACKENDS: collections.OrderedDict[tuple[Any, ...], Backend] = collections.OrderedDict()
+_BACKENDS_KEPT = 8
 _BACKENDS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """What a task needs to reach its run's one learned rate on the scheduler (`dask_rate`):
+    the plugin's name, the salt of the memory's digests, and the most chunks in flight a
+    worker may hold (None: --concurrency was given)."""
+
+    name: str
+    salt: str
+    in_flight: int | None
+
+
+# What a task paces its requests by: its worker's share of a fixed rate, or the run's one
+# learned rate on the scheduler.
+Budget = dict[str, float] | ClusterPlan
 
 
 def run(settings: Settings, out: str, sources: list[str], *,
@@ -77,9 +102,10 @@ def run(settings: Settings, out: str, sources: list[str], *,
     stop.before_forced_exit(lambda: write_summary(Path(out), [
         known.get(i) or failed(s.display, "interrupted; rerun to resume")
         for i, s in enumerate(expanded)]))
-    ran = iter(_on_cluster(distributed, settings, outdir, todo, stop) if todo else [])
+    done, rate = _on_cluster(distributed, settings, outdir, todo, stop) if todo else ([], None)
+    ran = iter(done)
     outcomes = [known[i] if i in known else next(ran) for i in range(len(expanded))]
-    write_summary(Path(out), outcomes)
+    write_summary(Path(out), outcomes, rate=rate.as_dict() if rate else None)
     for o in outcomes:
         if o.status == "failed":
             log.error("%s", o.error)
@@ -89,28 +115,49 @@ def run(settings: Settings, out: str, sources: list[str], *,
 
 
 def _on_cluster(distributed: Any, settings: Settings, outdir: Path,
-                sources: list[inputs.Source], stop: StopFlag) -> list[Outcome]:
+                sources: list[inputs.Source], stop: StopFlag,
+                ) -> tuple[list[Outcome], RateReport | None]:
     client, cluster = _connect(distributed, settings.batch.dask or "local")
     try:
         check_shared(client, outdir)
-        workers = sorted(client.scheduler_info()["workers"])
-        rate = settings.api.rate_limit
-        shares = rate_shares(rate, workers) if settings.api.backend == "clarifai" \
-            else {w: rate for w in workers}
         task_settings = dataclasses.replace(
             settings, batch=dataclasses.replace(settings.batch, progress=False, dask=None),
-            api=dataclasses.replace(settings.api, api_key=None))
-        log.info("dask: %d workers at %s; --rate-limit %.3g shared as %s", len(workers),
-                 client.scheduler.address, rate,
-                 ", ".join(f"{share:g}" for share in shares.values()))
-        return _run_tasks(distributed, client, task_settings, outdir, sources, stop, shares)
+            api=dataclasses.replace(settings.api, api_key=None, cache_dir=None))
+        if not settings.api.adaptive:
+            shares = _fixed_shares(client, settings)
+            return _run_tasks(distributed, client, task_settings, outdir, sources, stop,
+                              shares), None
+        from pipeline.batch import dask_rate
+        plan, memory = dask_rate.open_budget(client, settings)
+        log.info("dask: %d workers at %s; --rate-limit auto: one budget on the scheduler",
+                 len(client.scheduler_info()["workers"]), client.scheduler.address)
+        try:
+            outcomes = _run_tasks(distributed, client, task_settings, outdir, sources, stop,
+                                  plan)
+        finally:
+            report = dask_rate.close_budget(client, plan, memory)
+        return outcomes, report
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
+def _fixed_shares(client: Any, settings: Settings) -> dict[str, float]:
+    workers = sorted(client.scheduler_info()["workers"])
+    rate = settings.api.rate_limit
+    rate = 10.0 if rate == "auto" else rate  # the local backend sends nothing: any will do
+    shares = rate_shares(rate, workers) if settings.api.backend == "clarifai" \
+        else {w: rate for w in workers}
+    log.info("dask: %d workers at %s; --rate-limit %.3g shared as %s", len(workers),
+             client.scheduler.address, rate,
+             ", ".join(f"{share:g}" for share in shares.values()))
+    return shares
+
+
 def _import_distributed() -> Any:
+    """The distributed module: an optional extra, imported only here. Any, as what comes of it
+    (clients, clusters, futures, events) is: most of distributed's methods are unannotated."""
     try:
         import distributed
     except ImportError as exc:
@@ -185,17 +232,19 @@ def rate_shares(rate: float, workers: list[str]) -> dict[str, float]:
 
 
 def _run_tasks(distributed: Any, client: Any, settings: Settings, out: Path,
-               sources: list[inputs.Source], stop: StopFlag,
-               shares: dict[str, float]) -> list[Outcome]:
+               sources: list[inputs.Source], stop: StopFlag, budget: Budget) -> list[Outcome]:
     event_name = f"video-pipeline-stop-{uuid.uuid4().hex}"
     event = distributed.Event(event_name, client=client)
-    budget = None
+    billing = None  # the run's --max-billed-frames, counted on the scheduler
     if settings.batch.max_billed_frames is not None:
-        budget = f"video-pipeline-budget-{uuid.uuid4().hex}"
-        SharedBudget(budget, settings.batch.max_billed_frames, client).start()
-    futures = [client.submit(process_on_worker, settings, str(out), s, event_name, shares,
-                             budget, key=f"video-{i}-{uuid.uuid4().hex[:8]}", pure=False,
-                             workers=list(shares), allow_other_workers=False)
+        billing = f"video-pipeline-budget-{uuid.uuid4().hex}"
+        SharedBudget(billing, settings.batch.max_billed_frames, client).start()
+    # Fixed shares: only the workers holding one send; one learned budget: any worker.
+    where: dict[str, Any] = {} if isinstance(budget, ClusterPlan) else {
+        "workers": list(budget), "allow_other_workers": False}
+    futures = [client.submit(process_on_worker, settings, str(out), s, event_name, budget,
+                             billing, key=f"video-{i}-{uuid.uuid4().hex[:8]}", pure=False,
+                             **where)
                for i, s in enumerate(sources)]
     pending = list(futures)
     while pending:
@@ -218,7 +267,7 @@ def _outcome(future: Any, source: inputs.Source) -> Outcome:
     try:
         result: Outcome = future.result()
         return result
-    except Exception as exc:  # a worker died or the task raised: that input's failure
+    except Exception as exc:  # noqa: BLE001 (a worker died or the task raised: the input failed)
         return failed(source.display, f"dask task failed: {exc}")
 
 
@@ -226,32 +275,32 @@ class _EventStop:
     """A stop check backed by a distributed Event; an unreachable scheduler means stop."""
 
     def __init__(self, name: str) -> None:
-        from distributed import Event
-        self._event = Event(name)
+        self._event = _import_distributed().Event(name)
 
     def is_set(self) -> bool:
         try:
             return bool(self._event.is_set())
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever the client raises without its scheduler)
             return True
 
 
 def process_on_worker(settings: Settings, out: str, source: inputs.Source,
-                      stop_event: str, shares: dict[str, float],
-                      budget: str | None = None) -> Outcome:
-    """The task: one video, start to end, with this worker process's shared backend, its
-    share of the rate limit and the run's shared budget (named `budget`, if capped)."""
-    from distributed import get_worker
+                      stop_event: str, budget: Budget, billing: str | None = None) -> Outcome:
+    """The task: one video, start to end, with this worker process's shared backend, paced
+    by its share of a fixed rate or by the run's one learned rate, and charging the run's
+    shared billing budget (named `billing`, if capped)."""
     stop: StopCheck = _EventStop(stop_event)
     if stop.is_set():
         return failed(source.display, "interrupted before it started; rerun to resume")
     settings = worker_settings(settings, os.environ)
-    settings = dataclasses.replace(settings, api=dataclasses.replace(
-        settings.api, rate_limit=shares[get_worker().address]))
+    plan = budget if isinstance(budget, ClusterPlan) else None
+    if not isinstance(budget, ClusterPlan):
+        settings = dataclasses.replace(settings, api=dataclasses.replace(
+            settings.api, rate_limit=budget[_import_distributed().get_worker().address]))
     charges: Charges | None = None
-    if budget is not None and settings.batch.max_billed_frames is not None:
-        charges = SharedBudget(budget, settings.batch.max_billed_frames)
-    runner = Runner(settings, out, backend=_backend(settings), stop=stop, summary=False,
+    if billing is not None and settings.batch.max_billed_frames is not None:
+        charges = SharedBudget(billing, settings.batch.max_billed_frames)
+    runner = Runner(settings, out, backend=_backend(settings, plan), stop=stop, summary=False,
                     budget=charges)
     return runner.process(source)
 
@@ -266,10 +315,24 @@ def worker_settings(settings: Settings, environ: Mapping[str, str]) -> Settings:
         app_id=environ.get("CLARIFAI_APP_ID") or api.app_id))
 
 
-def _backend(settings: Settings) -> Backend:
-    """One backend (model, channel and rate limiter) per worker process, shared by its tasks."""
-    key = (settings.api, settings.strategy.exact_decode)
+def _backend(settings: Settings, plan: ClusterPlan | None) -> Backend:
+    """One backend (model, channel and pacing) per worker process and run, shared by its
+    tasks."""
+    key = (settings.api, settings.strategy.exact_decode, plan)
     with _BACKENDS_LOCK:
         if key not in _BACKENDS:
-            _BACKENDS[key] = make_backend(settings)
+            _BACKENDS[key] = _make_backend(settings, plan)
+            while len(_BACKENDS) > _BACKENDS_KEPT:
+                _BACKENDS.popitem(last=False)
+        _BACKENDS.move_to_end(key)
         return _BACKENDS[key]
+
+
+def _make_backend(settings: Settings, plan: ClusterPlan | None) -> Backend:
+    if plan is None or settings.api.backend != "clarifai":
+        return make_backend(settings)
+    from pipeline.backends.clarifai import ClarifaiBackend
+    from pipeline.batch.dask_rate import ClusterRate
+    api = settings.api
+    return ClarifaiBackend.from_settings(api, pacing=lambda sleep: ClusterRate(
+        plan, sleep, api_base=api.api_base, key=api.api_key or ""))

@@ -14,7 +14,6 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pipeline import redact
 from pipeline.batch import download
@@ -42,7 +41,7 @@ class Remote:
     size: int | None  # None: the server declares none (it answers chunked)
     version: str
     pace: Pace = Pace()  # every read's limits: the run's settings and its stop flag
-    client: Any = None  # the S3 client, for s3:// sources
+    client: s3.Client | None = None  # the S3 client, for s3:// sources
     ranges: RangeFile | None = None  # the last ranged reader, for its byte count
 
     @functools.cached_property
@@ -74,7 +73,7 @@ class Remote:
         """The URL the API fetches the source from: a fresh presigned URL of the object, or
         the http(s) URL as given."""
         name = self.name
-        return presign(self.client, name, seconds) if name else self.url
+        return presign(self._s3, name, seconds) if name else self.url
 
     def fetch_to(self, folder: str, *, max_bytes: int) -> str:
         """Stream the whole source to a file in `folder` (once); its path."""
@@ -120,11 +119,11 @@ class Remote:
         whole = start == 0 and end + 1 == self.size
         ranged = {} if whole else {"Range": f"bytes={start}-{end}"}
         try:
-            got = self.client.get_object(Bucket=name.bucket, Key=name.key, IfMatch=self.version,
-                                         **ranged)
-        except Exception as exc:
+            got = self._s3.get_object(Bucket=name.bucket, Key=name.key, IfMatch=self.version,
+                                      **ranged)
+        except s3.ERRORS as exc:
             raise watch.ended(exc) or InputError(
-                self.shown, s3.failure(exc, "cannot read", name)) from None
+                self.shown, s3.failure(exc, "cannot read", name)) from exc
         body = got["Body"]
         try:
             with contextlib.suppress(AttributeError, OSError, ValueError):
@@ -136,6 +135,11 @@ class Remote:
         finally:
             watch.detach()  # before the connection can go back to botocore's pool
             body.close()
+
+    @property
+    def _s3(self) -> s3.Client:
+        assert self.client is not None, "an s3:// source is resolved with its client"
+        return self.client
 
 
 class _NoRanges(Exception):
@@ -150,7 +154,7 @@ def resolve(url: str, *, endpoint_url: str | None, timeout: float,
     `timeout` plus its size at `min_rate` bytes a second overall, and `stop`."""
     shown = redact.url(url)
     pace = Pace(timeout, min_rate, stop)
-    client: Any = None
+    client: s3.Client | None = None
     size: int | None
     if download.is_s3(url):
         client = s3.client(endpoint_url, timeout=timeout)
@@ -165,12 +169,12 @@ def resolve(url: str, *, endpoint_url: str | None, timeout: float,
     return Remote(url, shown, size, version, pace, client)
 
 
-def _s3_head(client: Any, url: str, shown: str) -> tuple[int, str]:
+def _s3_head(client: s3.Client, url: str, shown: str) -> tuple[int, str]:
     name = S3Name.parse(url, "an s3:// input")
     try:
         head = client.head_object(Bucket=name.bucket, Key=name.key)
-    except Exception as exc:
-        raise InputError(shown, s3.failure(exc, "cannot read", name)) from None
+    except s3.ERRORS as exc:
+        raise InputError(shown, s3.failure(exc, "cannot read", name)) from exc
     return int(head["ContentLength"]), str(head["ETag"])
 
 

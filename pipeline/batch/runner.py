@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from pipeline.backends import Backend
 from pipeline.backends.factory import make_backend
@@ -26,6 +26,7 @@ from pipeline.batch import inputs
 from pipeline.batch.billing import Budget, Charges
 from pipeline.batch.context import HOUR, Context
 from pipeline.batch.identity import video_id
+from pipeline.batch.pool import predict_pool
 from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.summary import Bookkeeper, Outcome, Status, failed, write_summary
@@ -36,10 +37,18 @@ from pipeline.output.files import prepare_out
 from pipeline.send.stage import Stager
 from pipeline.send.transport import Lifetime
 from pipeline.settings import Settings
+from pipeline.types import ChunkResult
 
 log = logging.getLogger(__name__)
 
 _VIDEOS_IN_FLIGHT = 2  # split the next video while this one's chunks are predicted
+
+
+class ChunkCounter(Protocol):
+    """What a run tells a progress display (the command line's: _cli.progress.Progress)."""
+
+    def add(self, total: int, already_done: int) -> None: ...
+    def done(self, count: int = 1, *, frames: int = 0) -> None: ...
 
 
 def _lifetime(backend: Backend) -> Lifetime:
@@ -93,8 +102,9 @@ class Runner:
     """Processes inputs into `out`; a rerun skips finished videos and finished chunks."""
 
     def __init__(self, settings: Settings, out: str, backend: Backend | None = None,
-                 progress: Any = None, stop: StopCheck | None = None,
+                 progress: ChunkCounter | None = None, stop: StopCheck | None = None,
                  summary: bool = True, url_lifetime: Lifetime | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None,
                  budget: Charges | None = None) -> None:
         self.settings = settings
         proc.configure(settings.deadlines)  # this process's ffprobe/ffmpeg (a Dask worker's too)
@@ -107,6 +117,7 @@ class Runner:
             self.stop.on_abandon(proc.kill_all)
         self.backend = backend or make_backend(settings, interrupt=interrupt)
         self.progress = progress
+        self.on_outcome = on_outcome  # told of each input as it ends (the completion callback)
         self.summary = summary  # False on Dask workers: the client writes summary.json
         self.ctx = Context(settings, self.out, self.backend, self.stop, RunKey.of(settings),
                            lifetime=url_lifetime or _lifetime(self.backend),
@@ -126,8 +137,7 @@ class Runner:
         self.outcomes = [Outcome(s.display, Status.PENDING) for s in expanded]
         self._open_books()
         try:
-            with ThreadPoolExecutor(self.settings.api.workers,
-                                    thread_name_prefix="predict") as pool:
+            with predict_pool(self.settings.api.workers, self.backend) as pool:
                 self._run_all(expanded, pool)
         finally:
             if self._own_backend:
@@ -146,7 +156,7 @@ class Runner:
         ready = job.prepare()
         if isinstance(ready, Outcome):
             return ready
-        with ThreadPoolExecutor(self.settings.api.workers, thread_name_prefix="predict") as pool:
+        with predict_pool(self.settings.api.workers, self.backend) as pool:
             return job.finish(job.run(ready, pool))
 
     def _run_all(self, sources: list[inputs.Source], pool: ThreadPoolExecutor) -> None:
@@ -185,6 +195,8 @@ class Runner:
         if job is not None and isinstance(job.error, AuthError | UnreachableError):
             self._halt = self._halt or job.error
         self._keep_books(lambda books: books.record(index, outcome))
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
         if outcome.status == Status.FAILED:
             log.error("%s", outcome.error)
         else:
@@ -205,8 +217,9 @@ class Runner:
         for future in running.futures.values():
             future.add_done_callback(self._count_done)
 
-    def _count_done(self, future: Any) -> None:
+    def _count_done(self, future: Future[ChunkResult]) -> None:
         ok = not future.cancelled() and future.exception() is None
+        assert self.progress is not None, "counted only with a display"
         self.progress.done(1, frames=len(future.result().frames) if ok else 0)
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -234,8 +247,9 @@ class Runner:
     def _write_summary(self) -> None:
         if not self.summary:
             return
+        report = getattr(self.backend, "rate_report", None)  # the clarifai backend's pacing
         try:
-            write_summary(self.out, self.outcomes)
+            write_summary(self.out, self.outcomes, rate=report().as_dict() if report else None)
             self.summary_error = None
         except OSError as exc:
             self._summary_failed(exc)

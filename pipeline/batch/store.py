@@ -231,8 +231,7 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
 
     def results(self, chunks: Sequence[Chunk]) -> dict[int, ChunkResult]:
         """Every saved answer among `chunks`, by chunk index."""
-        with timeline.gc_paused():
-            found = {c.index: self.result(c) for c in chunks}
+        found = {c.index: self.result(c) for c in chunks}
         return {i: r for i, r in found.items() if r is not None}
 
     def write_timeline(self, *, info: VideoInfo, chunks: Sequence[Chunk],
@@ -246,7 +245,8 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
             info=info, backend=key.backend, model=key.model, sample_ms=key.sample_ms,
             limits=key.limits, chunks=chunks, attempts=attempts, skipping=skipping)
         write_outputs(self.root, frames, sample_ms=key.sample_ms,
-                      duration_ms=info.duration_ms, outputs=self.outputs)
+                      duration_ms=info.duration_ms, outputs=self.outputs, source=info.path,
+                      frame_rate=head["source"]["frame_rate"])
         tally = _Tally()
         atomic_write_lines(self.timeline, tally.through(
             timeline.pieces(head, frames, {"run_key": key.as_dict()})))
@@ -262,9 +262,10 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         if frames is None:
             return False
         self.outputs_made.unlink(missing_ok=True)
-        head = timeline.read_head(self.timeline)
+        source = timeline.read_head(self.timeline)["source"]
         write_outputs(self.root, frames, sample_ms=self.key.sample_ms,
-                      duration_ms=int(head["source"]["duration_ms"]), outputs=self.outputs)
+                      duration_ms=int(source["duration_ms"]), outputs=self.outputs,
+                      source=str(source["path"]), frame_rate=source.get("frame_rate"))
         self._finish_outputs(self._timeline_record())
         return True
 
@@ -272,21 +273,20 @@ class VideoStore:  # pragma: no mutate block (its file I/O; see tests/MUTATION.m
         """The frames of the saved results, if every chunk has a sound one; timeline.json's
         if some are gone (or were saved under another key); None if one of ours is damaged."""
         chunks = self._saved_chunks() or []
-        with timeline.gc_paused():
-            found = [self._saved(c) for c in chunks]
+        found = [self._saved(c) for c in chunks]
         if any(ours and answer is None for ours, answer in found):
             return None
         results = {c.index: answer for c, (_, answer) in zip(chunks, found, strict=True)
                    if answer is not None}
         if chunks and len(results) == len(chunks):
             return merge.timeline(chunks, results, self.load_selection(), self.key.sample_ms)
-        with timeline.gc_paused():
-            return list(timeline.read_frames(self.timeline))
+        return list(timeline.read_frames(self.timeline))
 
     def _finish_outputs(self, record: Mapping[str, Any]) -> None:
         """The report if asked, then outputs.json, which marks the video done and records
         timeline.json (`record`: its size and sha256)."""
         if self.outputs.report:
+            # Only a run with --report needs the report's modules (Pillow, matplotlib)
             from pipeline.output.report import write_video_report
             write_video_report(self.root, self.outputs.rules, html=self.report)
         atomic_write_json(self.outputs_made, {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,9 @@ class Outcome:
     resumed: int = 0  # chunks whose result was saved before this run sent anything for them
     requests: int = 0  # prediction requests sent by this run (retries and re-splits included)
     seconds: float = 0.0
+    retries: int = 0  # requests sent again after a failed attempt (pipeline.traffic)
+    throttles: int = 0  # attempts the API answered "slow down"
+    bytes_sent: int = 0  # media bytes the requests carried, every attempt counted
     frames_sampled: int = 0  # the video's sampled instants
     frames_billed: int = 0  # what this run's requests billed (frames a request x requests)
     frames_carried: int = 0  # instants not sent: they carry an earlier frame's concepts
@@ -51,13 +54,16 @@ class Outcome:
         return {"id": self.id, "source": self.source, "status": str(self.status),
                 "error": self.error, "note": self.note, "chunks": self.chunks,
                 "resumed": self.resumed, "requests": self.requests,
-                "seconds": round(self.seconds, 3), "frames_sampled": self.frames_sampled,
-                "frames_billed": self.frames_billed, "frames_carried": self.frames_carried,
+                "seconds": round(self.seconds, 3), "retries": self.retries,
+                "throttles": self.throttles, "bytes_sent": self.bytes_sent,
+                "frames_sampled": self.frames_sampled, "frames_billed": self.frames_billed,
+                "frames_carried": self.frames_carried,
                 **({"audit": self.audit} if self.audit is not None else {})}
 
 
 def failed(source: str, reason: BaseException | str, **fields: Any) -> Outcome:
-    """A failed outcome whose error is one sentence that starts with the source's name."""
+    """A failed outcome whose error is one sentence that starts with the source's name
+    (`fields`: Outcome's others, passed on)."""
     text = reason if isinstance(reason, str) else describe(reason)
     error = text if text.startswith(source) else f"{source}: {text}"
     return Outcome(source, Status.FAILED, error=error, **fields)
@@ -74,17 +80,29 @@ def describe(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
-    """DIR/summary.json: counts by status and one entry per input, in input order."""
+def status_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """summary.json's counts: done, skipped and failed always; deferred, pending and stopped
+    if any."""
     counts = {str(s): sum(1 for o in outcomes if o.status == s)
               for s in (Status.DONE, Status.SKIPPED, Status.FAILED)}
     for rare in (Status.DEFERRED, Status.PENDING, Status.STOPPED):
         found = sum(1 for o in outcomes if o.status == rare)
         if found:
             counts[str(rare)] = found
+    return counts
+
+
+def write_summary(out: Path, outcomes: Sequence[Outcome],
+                  rate: Mapping[str, Any] | None = None) -> None:
+    """DIR/summary.json: counts by status, the run's traffic, and one entry per input, in
+    input order; with `rate`, how the requests were paced (the clarifai backend: the rate
+    learned, throttles)."""
     atomic_write_json(out / "summary.json", {
-        "counts": counts, "requests": sum(o.requests for o in outcomes),
-        **billing(outcomes), "inputs": [o.as_dict() for o in outcomes]})
+        "counts": status_counts(outcomes), "requests": sum(o.requests for o in outcomes),
+        "retries": sum(o.retries for o in outcomes),
+        "throttles": sum(o.throttles for o in outcomes),
+        "bytes_sent": sum(o.bytes_sent for o in outcomes), **billing(outcomes),
+        "inputs": [o.as_dict() for o in outcomes]} | ({"rate": dict(rate)} if rate else {}))
 
 
 def billing(outcomes: Sequence[Outcome]) -> dict[str, int]:
@@ -92,6 +110,15 @@ def billing(outcomes: Sequence[Outcome]) -> dict[str, int]:
     return {"frames_sampled": sum(o.frames_sampled for o in outcomes),
             "frames_billed": sum(o.frames_billed for o in outcomes),
             "frames_carried": sum(o.frames_carried for o in outcomes)}
+
+
+def add_to_summary(out: Path, key: str, value: Any) -> None:
+    """summary.json with one more top-level entry (what the run learnt after writing it: how
+    its callbacks went); OSError or ValueError if it cannot be read back or written."""
+    path = out / "summary.json"
+    with open(path, encoding="utf-8") as fh:
+        summary = json.load(fh)
+    atomic_write_json(path, {**summary, key: value})
 
 
 class Bookkeeper:

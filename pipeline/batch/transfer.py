@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ConnectTimeoutError, ReadTimeoutError
+
 from pipeline import redact
 from pipeline.batch.stopping import StopCheck
 from pipeline.errors import DownloadIncomplete, InputError, Interrupted, PipelineError
@@ -29,6 +31,10 @@ from pipeline.errors import DownloadIncomplete, InputError, Interrupted, Pipelin
 MIN_RATE = 50_000.0  # bytes a second: 0.4 Mbit/s; 1 GB may take 5.6 hours
 _BLOCK = 64 * 1024
 _TICK = 0.25  # seconds between the watcher's looks at the stop flag and the clock
+# What reading a body raises: the socket's errors (OSError), http.client's for a body that
+# breaks its own framing (HTTPException; ValueError for a bad chunk size or a closed file), and
+# botocore's for an object's body (BotoCoreError: a read timed out, a stream cut).
+_READ_ERRORS = (OSError, ValueError, http.client.HTTPException, BotoCoreError)
 
 
 @dataclass(frozen=True)
@@ -163,8 +169,8 @@ def pump(read: Callable[[int], bytes], write: Callable[[bytes], object], watch: 
     while True:
         try:
             block = read(_BLOCK)
-        except Exception as exc:
-            raise watch.failure(exc) from None
+        except _READ_ERRORS as exc:
+            raise watch.failure(exc) from exc
         if not block:
             break
         watch.received += len(block)
@@ -188,10 +194,10 @@ def open_http(url: str, watch: Watch,
         exc.close()
         problem = ("download is empty (0 bytes)" if exc.code == 416
                    else f"download failed: HTTP {exc.code} {exc.reason}")
-        raise InputError(watch.shown, problem) from None
+        raise InputError(watch.shown, problem) from exc
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise watch.ended(exc) or InputError(
-            watch.shown, redact.text(f"download failed: {_reason(exc)}")) from None
+            watch.shown, redact.text(f"download failed: {_reason(exc)}")) from exc
     with resp:
         yield resp
 
@@ -253,10 +259,11 @@ def _shut(sock: socket.socket) -> None:
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """A socket timeout, as such or wrapped (urllib's URLError, botocore's ReadTimeoutError)."""
+    """A socket timeout, as such or wrapped (urllib's URLError, botocore's ReadTimeoutError and
+    ConnectTimeoutError: what botocore makes of urllib3's timeouts)."""
     reason = getattr(exc, "reason", None)
     found = reason if isinstance(reason, BaseException) else exc
-    return any(kind.__name__.endswith("TimeoutError") for kind in type(found).__mro__)
+    return isinstance(found, TimeoutError | ReadTimeoutError | ConnectTimeoutError)
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import merge, skip
+from pipeline import merge, skip, traffic
 from pipeline.batch import settle
 from pipeline.batch.billing import Tally
 from pipeline.batch.context import Context
@@ -90,6 +90,7 @@ class VideoJob:
         self.started = time.monotonic()
         self.origin = Origin(source, ctx)
         self.error: BaseException | None = None  # what failed it, for the runner to weigh
+        self.traffic = traffic.Traffic()
         self._lock: VideoLock | None = None
         self._id: str | None = None
 
@@ -99,7 +100,7 @@ class VideoJob:
         already done, held by another run)."""
         try:
             return self._prepare()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (anything, a bug too, fails this video alone)
             return self._end(self._failure(exc))
         except BaseException:
             self.release()
@@ -199,8 +200,10 @@ class VideoJob:
             return video.prepared.recut(piece, limits)
 
         # What the session staged is deleted when it closes: once the result is saved.
+        backend = traffic.Metered(ctx.backend, self.traffic,
+                                  sends=ctx.settings.api.backend != "local")
         with video.transport.session() as media_of:
-            result = predict_chunk(ctx.backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
+            result = predict_chunk(backend, chunk, ctx.settings.sample_ms, ctx.key.limits,
                                    recut, media_of, bill=bill)
             video.store.save_result(chunk, result)
         return result
@@ -224,7 +227,7 @@ class VideoJob:
                 running = self.run(video, running.pool)
             audit = self._write(video)
             return self._end(self._outcome(video, Status.DONE, requests, audit=audit), video)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (anything, a bug too, fails this video alone)
             return self._end(self._failure(exc, video, requests), video)
         except BaseException:
             running.cancel()
@@ -322,7 +325,10 @@ class VideoJob:
         if video is not None:
             video.transport.sweep()  # anything a failed chunk or a failed delete left staged
         self.release()
-        return dataclasses.replace(outcome, seconds=time.monotonic() - self.started)
+        spent = self.traffic.counts()
+        return dataclasses.replace(outcome, seconds=time.monotonic() - self.started,
+                                   retries=spent.retries, throttles=spent.throttles,
+                                   bytes_sent=spent.bytes_sent)
 
     def release(self) -> None:
         if self._lock is not None:
@@ -361,7 +367,7 @@ def _wait(running: RunningVideo, shown: str) -> tuple[list[ChunkResult], BaseExc
             sent.append(future.result())
         except CancelledError:
             continue
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any chunk's failure, a bug too, is the video's)
             if error is None:
                 error = exc
                 log.debug("%s: chunk failed", shown, exc_info=exc)

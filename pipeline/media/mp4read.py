@@ -148,7 +148,7 @@ def _descend(data: Buffer, *path: bytes) -> memoryview | None:
 
 def _video_summary(trak: Buffer) -> TrackSummary | None:
     hdlr = _descend(trak, b"mdia", b"hdlr")
-    if hdlr is None or hdlr[8:12] != b"vide":
+    if hdlr is None or bytes(hdlr[8:12]) != b"vide":
         return None
     mdhd = _descend(trak, b"mdia", b"mdhd")
     stsz = _descend(trak, b"mdia", b"minf", b"stbl", b"stsz")
@@ -265,7 +265,7 @@ def _table(trak: Buffer) -> SampleTable | None:
     hdlr = _descend(trak, b"mdia", b"hdlr")
     mdhd = _descend(trak, b"mdia", b"mdhd")
     stbl = _descend(trak, b"mdia", b"minf", b"stbl")
-    if hdlr is None or hdlr[8:12] != b"vide" or mdhd is None or stbl is None:
+    if hdlr is None or bytes(hdlr[8:12]) != b"vide" or mdhd is None or stbl is None:
         return None
     timescale = _u32(mdhd, 20 if mdhd[0] == 1 else 12)
     if timescale == 0:

@@ -1,28 +1,31 @@
 """What a run writes beside timeline.json: segments.json always, and the exports --export picks:
-`csv` (frames.csv, segments.csv), `jsonl` (frames.jsonl), `vtt` (segments.vtt, WebVTT cues).
-Every file is streamed to a temporary file and renamed into place (atomic)."""
+`csv` (frames.csv, segments.csv), `jsonl` (frames.jsonl), `vtt` (segments.vtt, WebVTT cues),
+and for editing tools (`output.editors`) `srt` (segments.srt, SubRip cues) and `otio`
+(timeline.otio, OpenTimelineIO). Every file is streamed to a temporary file and renamed into
+place (atomic)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.output import formats
+from pipeline.output import editors, formats
 from pipeline.output.files import atomic_write_json, atomic_write_lines
 from pipeline.output.segments import ConceptSegments, Rules, Segment, find_segments, in_time_order
 from pipeline.output.timeline import number
 from pipeline.types import Frame
 
-EXPORTS = ("csv", "jsonl", "vtt")
+EXPORTS = ("csv", "jsonl", "vtt", "srt", "otio")
+DEFAULT_EXPORTS = ("csv", "jsonl", "vtt")
 # The files each export writes.
 EXPORT_FILES = {"csv": ("frames.csv", "segments.csv"), "jsonl": ("frames.jsonl",),
-                "vtt": ("segments.vtt",)}
+                "vtt": ("segments.vtt",), "srt": ("segments.srt",), "otio": ("timeline.otio",)}
 SEGMENTS_JSON = "segments.json"
 
 
@@ -32,7 +35,7 @@ class Outputs:
     outputs of a finished video from its saved results, never its predictions."""
 
     rules: Rules = Rules()
-    exports: tuple[str, ...] = EXPORTS
+    exports: tuple[str, ...] = DEFAULT_EXPORTS
     report: bool = False
 
     def __post_init__(self) -> None:
@@ -51,8 +54,8 @@ class Outputs:
 
 
 def parse_exports(text: str) -> tuple[str, ...]:
-    """"csv,jsonl,vtt" (any order, any subset; "none" or "" for none) as a tuple in EXPORTS'
-    order; ValueError naming what is not an export."""
+    """"csv,jsonl,vtt,srt,otio" (any order, any subset; "none" or "" for none) as a tuple in
+    EXPORTS' order; ValueError naming what is not an export."""
     names = {n.strip().lower() for n in text.split(",") if n.strip()} - {"none"}
     unknown = sorted(names - set(EXPORTS))
     if unknown:
@@ -61,18 +64,24 @@ def parse_exports(text: str) -> tuple[str, ...]:
 
 
 def write_outputs(root: Path, frames: Sequence[Frame], *, sample_ms: int, duration_ms: int,
-                  outputs: Outputs) -> None:
+                  outputs: Outputs, source: str = "", frame_rate: float | None = None) -> None:
     """segments.json and the chosen exports in `root` (exports not chosen are removed, so none
-    is left from other settings)."""
+    is left from other settings); `source` and `frame_rate` place the video in timeline.otio."""
     concepts = find_segments(frames, outputs.rules, sample_ms=sample_ms, duration_ms=duration_ms)
     atomic_write_json(root / SEGMENTS_JSON, segments_dict(
         concepts, outputs.rules, sample_ms=sample_ms, duration_ms=duration_ms,
         frames=len(frames)))
     ordered = in_time_order(concepts)
-    writers = {"frames.csv": lambda: formats.frames_csv(frames),
+    writers: dict[str, Callable[[], Iterable[str]]] = {
+               "frames.csv": lambda: formats.frames_csv(frames),
                "frames.jsonl": lambda: frames_jsonl(frames),
                "segments.csv": lambda: segments_csv(ordered),
-               "segments.vtt": lambda: segments_vtt(ordered)}
+               "segments.vtt": lambda: segments_vtt(ordered),
+               "segments.srt": lambda: editors.segments_srt(ordered),
+               "timeline.otio": lambda: iter([editors.timeline_otio(
+                   concepts, ordered, source=source, duration_ms=duration_ms,
+                   frame_rate=frame_rate, about={"sample_ms": sample_ms,
+                                                 "rules": outputs.rules.as_dict(sample_ms)})])}
     chosen = set(outputs.files())
     for name, write in writers.items():
         if name in chosen:

@@ -51,12 +51,13 @@ def atomic_write_lines(path: str | Path, pieces: Iterable[str]) -> None:
     _atomic_write(path, "w", pieces)
 
 
-def _atomic_write(path: str | Path, mode: str, pieces: Iterable[Any]) -> None:
+def _atomic_write(path: str | Path, mode: str, pieces: Iterable[str] | Iterable[bytes]) -> None:
     """mkstemp makes the file 0600; results are shared by teams and Dask workers, so it gets
     the umask's mode instead."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Any: open()'s keywords are of several types
     text: dict[str, Any] = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
     try:
         with os.fdopen(fd, mode, **text) as fh:
@@ -72,7 +73,7 @@ def _atomic_write(path: str | Path, mode: str, pieces: Iterable[Any]) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
+def atomic_write_json(path: str | Path, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 

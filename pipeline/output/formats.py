@@ -70,7 +70,7 @@ def timeline_head(*, info: VideoInfo, backend: str, model: ModelInfo, sample_ms:
     that skipped similar frames says what it sent, carried and audited ("skipping")."""
     head = {
         "source": {"path": info.path, "duration_ms": info.duration_ms,
-                   "size_bytes": info.size_bytes},
+                   "size_bytes": info.size_bytes, "frame_rate": frame_rate(info)},
         "backend": backend,
         "model": {"id": model.id, "name": model.name},
         "sample_ms": sample_ms,
@@ -80,6 +80,16 @@ def timeline_head(*, info: VideoInfo, backend: str, model: ModelInfo, sample_ms:
                     "attempts": attempts.get(c.index, 1)} for c in chunks],
     }
     return head | ({"skipping": dict(skipping)} if skipping is not None else {})
+
+
+def frame_rate(info: VideoInfo) -> float | None:
+    """The video stream's frame rate, frames a second (6 decimals), for editors' clocks (the
+    timeline.otio export); None when the container does not say."""
+    try:
+        rate = info.video.frame_rate
+    except StopIteration:  # no video stream: nothing was sampled anyway
+        return None
+    return round(float(rate), 6) if rate else None
 
 
 def frames_csv(frames: Iterable[Frame]) -> Iterator[str]:

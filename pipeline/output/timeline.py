@@ -5,44 +5,17 @@ concepts, ~90 MB of JSON) never exists as one dict, nor as one string."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from pipeline.errors import UnwritableNumberError
 from pipeline.output import formats
 from pipeline.types import Concept, Frame
 
 _FRAMES_MARK = '\n  "frames": []'
-_paused = 0
-_was_enabled = True
-_paused_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a timeline's frames are built: 720,000 new
-    objects that all stay alive trigger collection after collection over everything alive,
-    which made reading ten hours 4x slower. Frames hold no cycles; reference counting still
-    frees everything. Nested and threaded uses turn it back on when the last one ends."""
-    global _paused, _was_enabled
-    with _paused_lock:
-        if _paused == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _paused += 1
-    try:
-        yield
-    finally:
-        with _paused_lock:
-            _paused -= 1
-            if _paused == 0 and _was_enabled:
-                gc.enable()
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -103,7 +76,7 @@ def number(value: float) -> str:
 _BLANK = " \t\r\n"
 
 
-def _not_json(name: str) -> Any:
+def _not_json(name: str) -> NoReturn:
     """NaN and the infinities are read as what they are: not JSON (json's reader takes them)."""
     raise ValueError(f"{name} is not a JSON number")
 
@@ -213,7 +186,7 @@ def read_frames(path: str | Path) -> Iterator[Frame]:
             yield formats.frame_from_dict(raw)
 
 
-def read_key(path: str | Path, key: str) -> Any:
+def read_key(path: str | Path, key: str) -> object:
     """One top-level key's value (None if absent), the frames streamed past, not kept."""
     for kind, item in _walk(path):
         if kind == "key" and item[0] == key:

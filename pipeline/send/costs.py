@@ -44,7 +44,8 @@ def proxy_bytes_per_frame(info: VideoInfo, side: int, crf: int, sample_ms: int) 
 
 def jpeg_bytes_per_image(info: VideoInfo, side: int, quality: int) -> float:
     per_image = JPEG_BYTES_PER_FRAME * pixels_at(info, side) / _REFERENCE_PIXELS
-    return per_image * ((100 - 90) / (100 - quality)) ** 0.5  # film: q 80 0.68x, 95 1.44x
+    scale: float = ((100 - 90) / (100 - quality)) ** 0.5  # film: q 80 0.68x, 95 1.44x
+    return per_image * scale
 
 
 def requests_for(count: int, per_request: int, total_bytes: float, max_bytes: int) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
 
 from pipeline.errors import ConfigError, StagingError
 from pipeline.send import s3
@@ -29,13 +28,13 @@ class Stager:
     """Uploads, presigns and deletes objects under `place` (s3://bucket/prefix)."""
 
     def __init__(self, place: S3Name, *, endpoint_url: str | None = None,
-                 client: Any = None) -> None:
+                 client: s3.Client | None = None) -> None:
         self.place = place
         self._endpoint = endpoint_url
         self._client = client
 
     @property
-    def client(self) -> Any:
+    def client(self) -> s3.Client:
         if self._client is None:
             self._client = s3.client(self._endpoint)
         return self._client
@@ -44,12 +43,14 @@ class Stager:
         """Raise ConfigError unless the bucket exists and lets us in (one HEAD request)."""
         try:
             self.client.head_bucket(Bucket=self.place.bucket)
-        except Exception as exc:
+        except (*s3.ERRORS, ValueError) as exc:  # ValueError: botocore's check of the endpoint
             raise ConfigError(s3.failure(exc, "--stage: cannot use", self.place,
-                                         bucket=True)) from None
+                                         bucket=True)) from exc
 
     def put(self, name: S3Name, media: LocalVideo) -> None:
         """Upload a chunk's bytes (from memory) or file."""
+        # boto3 is imported when the first client is made (it is slow to import): by now
+        from boto3.exceptions import Boto3Error
         from boto3.s3.transfer import TransferConfig
         config = TransferConfig(multipart_threshold=16 * _MIB, multipart_chunksize=16 * _MIB,
                                 max_concurrency=4)
@@ -61,8 +62,8 @@ class Stager:
             else:
                 self.client.upload_file(media.path, name.bucket, name.key, ExtraArgs=extra,
                                         Config=config)
-        except Exception as exc:
-            raise StagingError(s3.failure(exc, "cannot stage a chunk at", name)) from None
+        except (*s3.ERRORS, Boto3Error) as exc:  # Boto3Error: an upload that failed
+            raise StagingError(s3.failure(exc, "cannot stage a chunk at", name)) from exc
 
     def presign(self, name: S3Name, seconds: float) -> str:
         return presign(self.client, name, seconds)
@@ -71,7 +72,7 @@ class Stager:
         """Remove one object; a failure is logged (the video's last sweep tries again)."""
         try:
             self.client.delete_object(Bucket=name.bucket, Key=name.key)
-        except Exception as exc:
+        except s3.ERRORS as exc:
             log.warning("%s", s3.failure(exc, "could not remove the staged chunk", name))
 
     def clear(self, prefix: S3Name) -> int:
@@ -90,7 +91,7 @@ class Stager:
                                                Delete={"Objects": keys, "Quiet": True})
                     removed += len(keys)
             self._abort_uploads(prefix.bucket, folder)
-        except Exception as exc:
+        except s3.ERRORS as exc:
             log.warning("%s", s3.failure(exc, "could not clear staged chunks under", prefix))
         return removed
 
@@ -103,12 +104,12 @@ class Stager:
                                                    UploadId=upload["UploadId"])
 
 
-def presign(client: Any, name: S3Name, seconds: float) -> str:
+def presign(client: s3.Client, name: S3Name, seconds: float) -> str:
     """A GET URL for `name`, valid `seconds` (at most 7 days); made locally, no request."""
     expires = max(0, min(MAX_URL_SECONDS, int(seconds + 0.999)))
     try:
-        url: str = client.generate_presigned_url(
+        url = client.generate_presigned_url(
             "get_object", Params={"Bucket": name.bucket, "Key": name.key}, ExpiresIn=expires)
-    except Exception as exc:
-        raise StagingError(s3.failure(exc, "cannot make a URL for", name)) from None
+    except s3.ERRORS as exc:
+        raise StagingError(s3.failure(exc, "cannot make a URL for", name)) from exc
     return url

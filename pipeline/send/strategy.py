@@ -17,7 +17,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pipeline import skip, validate
 from pipeline.types import Chunk, Limits, Media, Plan, VideoInfo
@@ -31,8 +31,11 @@ class Travel(enum.Enum):
     BYTES = "always as bytes (images: a few MB a request)"
 
 
-def setting(default: Any, flag: str, help: str, *, low: float | None = None,
-            high: float | None = None, metavar: str | None = None) -> Any:
+T = TypeVar("T")
+
+
+def setting(default: T, flag: str, help: str, *, low: float | None = None,
+            high: float | None = None, metavar: str | None = None) -> T:
     """A strategy's setting: its default, the flag that sets it (with VIDEO_PIPELINE_<NAME>),
     its help and its range travel with the field; the command line's options are made from
     these (`_cli.options`)."""

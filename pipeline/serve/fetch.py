@@ -60,7 +60,7 @@ def fetch(url: str, limits: FetchLimits, caller: Caller) -> bytes:
         return data
 
 
-def _read_capped(resp: Any, cap: int) -> bytes:
+def _read_capped(resp: http.client.HTTPResponse, cap: int) -> bytes:
     length = resp.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > cap:
         raise OverLimitError(f"URL input is {length} bytes; the limit is {cap}",
@@ -146,8 +146,8 @@ class _Watchdog:
             return conn
         return make
 
-    def _connect(self, address: tuple[str, int], timeout: Any = None,
-                 source: Any = None) -> socket.socket:
+    def _connect(self, address: tuple[str, int], timeout: object = None,
+                 source: tuple[str, int] | None = None) -> socket.socket:
         sock = socket.create_connection(address, self._timeout(timeout), source)
         with self._lock:
             self._sockets.append(sock.dup())
@@ -155,7 +155,9 @@ class _Watchdog:
                 self._shut()
         return sock
 
-    def _timeout(self, asked: Any) -> float:
+    def _timeout(self, asked: object) -> float:
+        """What is left of the deadline, or `asked` if sooner (`asked` may be None or socket's
+        default-timeout sentinel: the deadline alone, then)."""
         left = max(0.01, self._deadline - time.monotonic())
         return min(left, asked) if isinstance(asked, (int, float)) else left
 
@@ -191,7 +193,9 @@ class _WatchedOpen(urllib.request.AbstractHTTPHandler):
         super().__init__()
         self._watch = watch
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+    # Any: typeshed's type for the connection class is private
+    def do_open(self, http_class: Any, req: urllib.request.Request,
+                **kwargs: Any) -> http.client.HTTPResponse:
         return super().do_open(self._watch.connection(http_class), req, **kwargs)
 
 

@@ -72,7 +72,7 @@ def image_frame(data: bytes, max_pixels: int, budget: DecodeBudget,
             from None
     except (OverLimitError, RejectedInputError, ClientGoneError):
         raise
-    except Exception as exc:  # Pillow raises many types for damaged data
+    except Exception as exc:  # noqa: BLE001 (Pillow raises many types for damaged data)
         raise RejectedInputError(f"cannot decode the image: it is damaged ({type(exc).__name__})",
                                  code=codes.INPUT_UNSUPPORTED_FORMAT) from None
 

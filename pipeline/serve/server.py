@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -25,7 +25,7 @@ from clarifai_grpc.grpc.api.status import status_pb2
 
 from pipeline.backends import models
 from pipeline.errors import BackendError, ClientGoneError
-from pipeline.serve import catalog, fetch, images, memory
+from pipeline.serve import catalog, fetch, images, keyrate, memory
 from pipeline.serve import inputs as serve_inputs
 from pipeline.serve.caller import InFlight, RequestCaller, stop_if_gone
 from pipeline.serve.catalog import NotServed, status
@@ -40,8 +40,16 @@ DEFAULT_SAMPLE_MS = 1000
 MAX_INPUTS = 128  # Clarifai's inputs a request (its SDKs' MAX_MODEL_PREDICT_INPUTS)
 _ABANDONED = 1.0  # seconds an abandoned request has to reach its next check
 _LARGE = 8_000_000  # bytes of inputs after which serve gives memory back (`memory`)
+
+
+class _Answer(Protocol):
+    """A V2 response message: every one carries a status (a protobuf message: untyped)."""
+
+    status: Any
+
+
 Request = TypeVar("Request")
-Response = TypeVar("Response")
+Response = TypeVar("Response", bound=_Answer)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +68,7 @@ class ServeConfig:
     # Clarifai's newer docs allow 128 MB of bytes input; gRPC refuses a larger message before
     # it is decoded (a request costs serve about three times its size while it is decoded).
     max_request_bytes: int = 128_000_000
+    key_rate_limit: int | None = None  # requests per key in any second (keyrate); None: any
 
     @property
     def download_slots(self) -> int:
@@ -89,7 +98,8 @@ class _RequestLog:
                 self._fh = None
 
 
-class Servicer(service_pb2_grpc.V2Servicer):
+# The base class is Any to mypy (clarifai_grpc ships no types): subclassing it is `misc`.
+class Servicer(service_pb2_grpc.V2Servicer):  # type: ignore[misc]
     """PostModelOutputs, and the model information Clarifai's SDKs read before predicting
     (`catalog`); every other V2 method stays UNIMPLEMENTED."""
 
@@ -108,11 +118,11 @@ class Servicer(service_pb2_grpc.V2Servicer):
     def PostModelOutputs(self, request: service_pb2.PostModelOutputsRequest,  # noqa: N802
                          context: grpc.ServicerContext) -> service_pb2.MultiOutputResponse:
         entry: dict[str, Any] = {
-            "time": round(time.time(), 6), "method": "PostModelOutputs",
+            "time": round(keyrate.arrival() or time.time(), 6), "method": "PostModelOutputs",
             "model": request.model_id,
             "kind": _kinds(request.inputs), "inputs": len(request.inputs),
             "size_bytes": sum(_size(i) for i in request.inputs), "fault": None,
-            "billed_frames": 0}
+            "billed_frames": 0, "throttled": False}
         try:
             with self.in_flight:
                 return self._respond(request, context, entry)
@@ -193,9 +203,9 @@ class Servicer(service_pb2_grpc.V2Servicer):
                 ) -> Response:
         """The key check, the catalog's answer, one request-log line. Faults and latency stay
         with PostModelOutputs: they stand for the model's work."""
-        began = time.time()
+        began = keyrate.arrival() or time.time()
         refused = self._check_key(context)
-        response: Any
+        response: Response
         try:
             with self.in_flight:
                 response = empty(status=refused) if refused is not None else answer(request)
@@ -205,8 +215,18 @@ class Servicer(service_pb2_grpc.V2Servicer):
             "time": round(began, 6), "method": type(request).__name__.removesuffix("Request"),
             "model": getattr(request, "model_id", ""), "kind": "none", "size_bytes": 0,
             "fault": None, "status": int(response.status.code),
-            "seconds": round(time.time() - began, 6)})
+            "seconds": round(time.time() - began, 6), "throttled": False})
         return response
+
+    def log_throttle(self, method: str, request: Any, arrived: float) -> None:
+        """The log line of a request answered CONN_THROTTLED by --key-rate-limit."""
+        inputs = list(getattr(request, "inputs", ()))
+        self.log.write({
+            "time": round(arrived, 6), "method": method,
+            "model": getattr(request, "model_id", ""), "kind": _kinds(inputs),
+            "inputs": len(inputs), "size_bytes": sum(_size(i) for i in inputs), "fault": None,
+            "throttled": True, "status": int(codes.CONN_THROTTLED),
+            "seconds": round(time.time() - arrived, 6)})
 
     def _answer(self, request: service_pb2.PostModelOutputsRequest,
                 context: grpc.ServicerContext, call: RequestCaller, entry: dict[str, Any],
@@ -370,8 +390,12 @@ class Server:
         self.config = config
         self._stopping = threading.Event()
         self.servicer = Servicer(config, self._stopping)
+        limit = config.key_rate_limit
         self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="serve"),
+            ThreadPoolExecutor(max_workers=config.workers + (keyrate.SPARE if limit else 0),
+                               thread_name_prefix="serve"),
+            interceptors=[keyrate.KeyRateLimit(limit, config.workers,
+                                               self.servicer.log_throttle)] if limit else None,
             # SO_REUSEPORT is gRPC's default: a second server on a busy port would start and
             # split the connections with the first. One server a port.
             options=[("grpc.max_receive_message_length", config.max_request_bytes),

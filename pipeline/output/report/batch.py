@@ -70,7 +70,7 @@ def _duration(video_dir: Path) -> str:
 
 def _video_page(video_dir: Path, html_path: Path, rules: Rules) -> str:
     """A link to the video's page, made first if missing or older than its timeline."""
-    from pipeline.output.report import write_video_report
+    from pipeline.output.report import write_video_report  # the package imports this module
     report = video_dir / "report.html"
     stale = (not report.exists()
              or report.stat().st_mtime < (video_dir / "timeline.json").stat().st_mtime)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from pipeline.output.report.common import clock
 from pipeline.output.report.data import VideoData
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 WIDTH_PX = 1600
 TOP = 12  # concepts drawn
@@ -44,6 +47,7 @@ def binned_max(values: np.ndarray, times: np.ndarray, duration_ms: int, bins: in
 
 def render_png(data: VideoData) -> bytes:
     """The chart as PNG bytes."""
+    # matplotlib is slow to import: only a video's chart needs it, not a batch's page
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -56,14 +60,15 @@ def render_png(data: VideoData) -> bytes:
         _segments(bars, data, top)
         _chunks(chunks, data.chunks, data.duration_ms)
         canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        pixels = np.asarray(canvas.buffer_rgba())[..., :3]
+        # matplotlib annotates neither method of FigureCanvasAgg
+        canvas.draw()  # type: ignore[no-untyped-call]
+        pixels = np.asarray(canvas.buffer_rgba())[..., :3]  # type: ignore[no-untyped-call]
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "PNG", compress_level=6)  # no second render
     return buf.getvalue()
 
 
-def _heat(ax: Any, data: VideoData, top: list[int]) -> None:
+def _heat(ax: Axes, data: VideoData, top: list[int]) -> None:
     seconds = data.duration_ms / 1000
     names = [data.names[j] for j in top]
     if top and len(data.times):
@@ -79,7 +84,7 @@ def _heat(ax: Any, data: VideoData, top: list[int]) -> None:
     ax.set_title(f"concept values over time ({label}; 0 dark, 1 yellow)", loc="left")
 
 
-def _segments(ax: Any, data: VideoData, top: list[int]) -> None:
+def _segments(ax: Axes, data: VideoData, top: list[int]) -> None:
     by_id = {c.id: c for c in data.concepts}
     pixel_ms = data.duration_ms / WIDTH_PX
     colours = [f"C{i % 10}" for i in range(len(top))]
@@ -110,7 +115,7 @@ def _merged_spans(starts: Sequence[int], ends: Sequence[int],
     return spans
 
 
-def _chunks(ax: Any, chunks: list[dict[str, Any]], duration_ms: int) -> None:
+def _chunks(ax: Axes, chunks: list[dict[str, Any]], duration_ms: int) -> None:
     by_attempts: dict[int, list[tuple[float, float]]] = {}
     for c in chunks:
         span = (c["start_ms"] / 1000, max(c["end_ms"] - c["start_ms"], 1) / 1000)
@@ -133,8 +138,8 @@ def _chunks(ax: Any, chunks: list[dict[str, Any]], duration_ms: int) -> None:
 _TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
 
 
-def _time_axis(ax: Any, duration_ms: int) -> None:
-    from matplotlib.ticker import FuncFormatter, MultipleLocator
+def _time_axis(ax: Axes, duration_ms: int) -> None:
+    from matplotlib.ticker import FuncFormatter, MultipleLocator  # as in render_png
     seconds = duration_ms / 1000
     step = next((s for s in _TICK_STEPS_S if seconds / s <= 14), 43200)
     ax.xaxis.set_major_locator(MultipleLocator(step))

@@ -95,11 +95,10 @@ def load(video_dir: Path, rules: Rules) -> VideoData:
         saved = _saved_segments(video_dir, rules, sample_ms)
         finder = SegmentFinder(rules, sample_ms=sample_ms, duration_ms=duration)
         columns = _Columns()
-        with timeline.gc_paused():
-            for frame in timeline.read_frames(path):
-                columns.add(frame)
-                if saved is None:
-                    finder.add(frame)
+        for frame in timeline.read_frames(path):
+            columns.add(frame)
+            if saved is None:
+                finder.add(frame)
         if saved is not None and saved[1] != columns.count:  # not made over these frames
             saved = None
             finder = _found_again(path, finder)
@@ -112,9 +111,8 @@ def load(video_dir: Path, rules: Rules) -> VideoData:
 
 
 def _found_again(path: Path, finder: SegmentFinder) -> SegmentFinder:
-    with timeline.gc_paused():
-        for frame in timeline.read_frames(path):
-            finder.add(frame)
+    for frame in timeline.read_frames(path):
+        finder.add(frame)
     return finder
 
 
