@@ -57,7 +57,9 @@ def test_frames_csv_and_summary_agree_with_the_timeline(first_run: Path) -> None
     vdir = only_video_dir(first_run)
     rows = list(csv.DictReader((vdir / "frames.csv").open()))
     assert len(rows) == 30 * 2
-    assert rows[0].keys() == {"time_ms", "concept_id", "concept_name", "value"}
+    assert rows[0].keys() == {"time_ms", "concept_id", "concept_name", "value",
+                              "carried_from_ms"}
+    assert {r["carried_from_ms"] for r in rows} == {""}  # every frame sent
     summary = json.loads((first_run / "summary.json").read_text())
     (entry,) = summary["inputs"]
     assert entry["status"] == "done" and entry["id"] == vdir.name and entry["error"] is None

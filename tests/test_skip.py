@@ -133,7 +133,9 @@ def test_through_serve_each_request_carries_and_bills_only_the_instants_sent(
                              **_clarifai(server.port))
     sent = _requests(server.config.request_log, began)
     chunks = json.loads((tmp_path / "out" / str(outcome.id) / "chunks.json").read_text())
-    assert [r["billed_frames"] for r in sent] == [len(c["instants"]) for c in chunks["chunks"]]
+    # (requests in flight together arrive in either order)
+    assert sorted(r["billed_frames"] for r in sent) == sorted(
+        len(c["instants"]) for c in chunks["chunks"])
     assert all(r["kind"] == "video-bytes" and 1 <= r["billed_frames"] <= 2 for r in sent)
     assert sum(r["billed_frames"] for r in sent) == outcome.frames_billed == len(
         chunks["selection"]["sent"])

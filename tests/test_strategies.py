@@ -225,7 +225,7 @@ def test_serve_answers_a_batch_of_images_in_order(server: Server, motion: Path,
     channel.close()
 
 
-@pytest.mark.parametrize("options", [["--strategy", "compact", "--max-seconds", "8"],
+@pytest.mark.parametrize("options", [["--strategy", "compact", "--max-seconds", "7"],
                                      ["--strategy", "frames", "--images-per-request", "8"]])
 def test_sigkill_then_rerun_sends_no_finished_request_again(
         motion: Path, tmp_path: Path, options: list[str]) -> None:
