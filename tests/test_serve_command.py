@@ -34,7 +34,7 @@ KEY = "serve-command-key"
 SERVE_FLAGS = ("--host", "--port", "--api-key", "--max-bytes", "--max-url-bytes",
                "--max-seconds", "--fault-rate", "--fault-seed", "--fault-codes", "--fault-at",
                "--latency-ms", "--request-log", "--allow-local-urls", "--workers",
-               "--max-image-pixels", "--max-request-bytes", "--url-timeout")
+               "--max-image-pixels", "--max-request-bytes", "--url-timeout", "--key-rate-limit")
 
 
 def config(*argv: str, **env: str) -> ServeConfig:
