@@ -100,6 +100,19 @@ def odd_videos(media_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def twenty_second_chunks(media_dir: Path) -> Path:
+    """A folder of three 20 s videos of 1 s keyframe intervals: 60 chunks at --max-seconds 1
+    (the rate tests' many small requests)."""
+    folder = media_dir / "rate-videos-20"
+    folder.mkdir(exist_ok=True)
+    for hue in (30, 150, 270):
+        path = folder / f"v{hue}.mp4"
+        if not path.exists():
+            testsrc(path, seconds=20, size="160x120", rate=10, gop=10, extra_vf=f"hue=h={hue}")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def bad_inputs(media_dir: Path, vbr_video: Path) -> dict[str, Path]:
     """Inputs that must fail alone, each with a one-line reason."""
     bad = media_dir / "bad"

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,3 +137,16 @@ def serve_process(tmp: Path, *args: str, key: str) -> Iterator[Served]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+
+
+@contextmanager
+def logged_server(folder: Path, key: str) -> Iterator[Any]:
+    """Our serve in this process on a free port of 127.0.0.1, requiring `key`, logging every
+    request to folder/requests.jsonl; stopped at the end."""
+    from pipeline.serve.server import ServeConfig, Server  # gRPC only for the tests that serve
+    started = Server(ServeConfig(port=0, api_key=key, request_log=str(folder / "requests.jsonl")))
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop(grace=0)

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import media
 import pytest
 from batch_support import REPO, cli, start_serve, stop_process, summary, wait_for
 
@@ -23,19 +22,6 @@ KEY = "rate-dask-key-0c4f9e21"
 pytestmark = [pytest.mark.integration, pytest.mark.dask, pytest.mark.slow]
 
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-
-
-@pytest.fixture(scope="module")
-def videos(media_dir: Path) -> Path:
-    """Three 20 s videos of 1 s keyframe intervals: 60 chunks at --max-seconds 1."""
-    folder = media_dir / "rate-dask-videos"
-    folder.mkdir(exist_ok=True)
-    for hue in (40, 160, 280):
-        path = folder / f"v{hue}.mp4"
-        if not path.exists():
-            media.testsrc(path, seconds=20, size="160x120", rate=10, gop=10,
-                          extra_vf=f"hue=h={hue}")
-    return folder
 
 
 @pytest.fixture
@@ -59,14 +45,14 @@ def run_args(videos: Path, out: Path, port: int, dask: str) -> list[str]:
             "--no-progress", "--dask", dask]
 
 
-def test_one_learned_rate_for_a_whole_cluster(videos: Path, tmp_path: Path,
+def test_one_learned_rate_for_a_whole_cluster(twenty_second_chunks: Path, tmp_path: Path,
                                               limited: tuple[int, Path]) -> None:
     """Three worker processes learn one rate under a limit of 4 they are not told: few
     requests throttled, every one counted by the one budget, and the rate learned is kept on
     the client's machine under the digest of the key the workers hold."""
     port, log = limited
     cache = tmp_path / "cache"
-    proc = cli(*run_args(videos, tmp_path / "out", port, "local:3"),
+    proc = cli(*run_args(twenty_second_chunks, tmp_path / "out", port, "local:3"),
                env={"CLARIFAI_PAT": KEY, "VIDEO_PIPELINE_CACHE_DIR": str(cache)})
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
@@ -101,7 +87,7 @@ def _workers(address: str) -> int:
 
 
 def test_workers_joining_and_leaving_change_nothing_for_the_account(
-        videos: Path, tmp_path: Path, limited: tuple[int, Path]) -> None:
+        twenty_second_chunks: Path, tmp_path: Path, limited: tuple[int, Path]) -> None:
     """A run on one worker; a second joins mid-run, then the first is killed (its video goes
     to the second, which waits for the dead worker's lock to go): every video done, the
     budget on the scheduler counted every request, and throttles stay few through both
@@ -115,7 +101,8 @@ def test_workers_joining_and_leaving_change_nothing_for_the_account(
     second: subprocess.Popen[bytes] | None = None
     try:
         wait_for(lambda: _quietly(lambda: _workers(address)) == 1, 90, "the first worker")
-        proc = cli(*run_args(videos, tmp_path / "out", port, address), "--lock-wait", "60",
+        proc = cli(*run_args(twenty_second_chunks, tmp_path / "out", port, address),
+                   "--lock-wait", "60",
                    env={"CLARIFAI_PAT": KEY, "VIDEO_PIPELINE_CACHE_DIR": str(tmp_path / "c")})
         wait_for(lambda: log.exists() and len(logged(log)) >= 8, 120, "8 requests")
         second = _worker(address)

@@ -51,19 +51,6 @@ def second_chunks(media_dir: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def twenty_second_chunks(media_dir: Path) -> Path:
-    """A folder of three 20 s videos of 1 s keyframe intervals: 60 chunks at --max-seconds 1."""
-    folder = media_dir / "rate-videos-20"
-    folder.mkdir(exist_ok=True)
-    for hue in (30, 150, 270):
-        path = folder / f"v{hue}.mp4"
-        if not path.exists():
-            media.testsrc(path, seconds=20, size="160x120", rate=10, gop=10,
-                          extra_vf=f"hue=h={hue}")
-    return folder
-
-
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
     """`serve --key-rate-limit R` in its own process (its log stamps arrivals, not the moments

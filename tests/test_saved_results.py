@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from batch_support import MAX_BYTES, copy_folder, make_video, run_cli, summary
+from serve_support import logged_server
 
 from pipeline.output import timeline
 from pipeline.output.exports import Outputs, write_outputs
 from pipeline.output.segments import Rules
-from pipeline.serve.server import ServeConfig, Server
+from pipeline.serve.server import Server
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +30,8 @@ KEY = "saved-results-key-5a0e"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("serve") / "requests.jsonl"
-    started = Server(ServeConfig(port=0, api_key=KEY, request_log=str(log)))
-    started.start()
-    yield started
-    started.stop(grace=0)
+    with logged_server(tmp_path_factory.mktemp("serve"), KEY) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

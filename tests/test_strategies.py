@@ -18,6 +18,7 @@ from batch_support import cli, kill_after_saving, run_cli, summary
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
+from serve_support import logged_server
 
 from pipeline.batch.runner import Runner
 from pipeline.probe import probe
@@ -52,11 +53,8 @@ def motion(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("serve") / "requests.jsonl"
-    started = Server(ServeConfig(port=0, api_key=KEY, request_log=str(log)))
-    started.start()
-    yield started
-    started.stop(grace=0)
+    with logged_server(tmp_path_factory.mktemp("serve"), KEY) as started:
+        yield started
 
 
 def _requests(server: Server, since: float = 0) -> list[dict[str, Any]]:

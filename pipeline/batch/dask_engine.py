@@ -41,7 +41,6 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from pipeline.backends.factory import make_backend
 from pipeline.backends.ratecontrol import RateReport
 from pipeline.batch import inputs
 from pipeline.batch.billing import Charges, SharedBudget
+from pipeline.batch.pacing import ClusterPlan, Pacing
 from pipeline.batch.runner import Runner, preflight, skipped_if_done
 from pipeline.batch.stopping import StopCheck, StopFlag
 from pipeline.batch.summary import Outcome, failed, write_summary
@@ -66,22 +66,6 @@ _CONNECT_TIMEOUT_S = 10
 _BACKENDS: collections.OrderedDict[tuple[Any, ...], Backend] = collections.OrderedDict()
 _BACKENDS_KEPT = 8
 _BACKENDS_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ClusterPlan:
-    """What a task needs to reach its run's one learned rate on the scheduler (`dask_rate`):
-    the plugin's name, the salt of the memory's digests, and the most chunks in flight a
-    worker may hold (None: --concurrency was given)."""
-
-    name: str
-    salt: str
-    in_flight: int | None
-
-
-# What a task paces its requests by: its worker's share of a fixed rate, or the run's one
-# learned rate on the scheduler.
-Budget = dict[str, float] | ClusterPlan
 
 
 def run(settings: Settings, out: str, sources: list[str], *,
@@ -232,7 +216,7 @@ def rate_shares(rate: float, workers: list[str]) -> dict[str, float]:
 
 
 def _run_tasks(distributed: Any, client: Any, settings: Settings, out: Path,
-               sources: list[inputs.Source], stop: StopFlag, budget: Budget) -> list[Outcome]:
+               sources: list[inputs.Source], stop: StopFlag, budget: Pacing) -> list[Outcome]:
     event_name = f"video-pipeline-stop-{uuid.uuid4().hex}"
     event = distributed.Event(event_name, client=client)
     billing = None  # the run's --max-billed-frames, counted on the scheduler
@@ -285,7 +269,7 @@ class _EventStop:
 
 
 def process_on_worker(settings: Settings, out: str, source: inputs.Source,
-                      stop_event: str, budget: Budget, billing: str | None = None) -> Outcome:
+                      stop_event: str, budget: Pacing, billing: str | None = None) -> Outcome:
     """The task: one video, start to end, with this worker process's shared backend, paced
     by its share of a fixed rate or by the run's one learned rate, and charging the run's
     shared billing budget (named `billing`, if capped)."""

@@ -34,7 +34,7 @@ from pipeline.backends.ratecontrol import (
     controller_for,
     little,
 )
-from pipeline.batch.dask_engine import ClusterPlan
+from pipeline.batch.pacing import ClusterPlan
 from pipeline.errors import ConfigError, Interrupted, TransientBackendError
 from pipeline.settings import Settings
 
