@@ -16,6 +16,7 @@ import pytest
 from hypothesis import settings
 from media import ffmpeg, testsrc
 from PIL import Image
+from s3_support import MOTO_SERVER, Moto, start, stop
 
 # Every test module's tier (pure or integration) is checked at collection, and a pure test that
 # starts a process or uses the network fails: tests/tiers.py.
@@ -110,6 +111,15 @@ def twenty_second_chunks(media_dir: Path) -> Path:
         if not path.exists():
             testsrc(path, seconds=20, size="160x120", rate=10, gop=10, extra_vf=f"hue=h={hue}")
     return folder
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    """moto's standalone S3 server on 127.0.0.1 for a test module (~0.3 s to start, ~80 MiB);
+    one bucket per test."""
+    server = start(MOTO_SERVER, tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    stop(server)
 
 
 @pytest.fixture(scope="session")

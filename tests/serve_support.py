@@ -5,6 +5,7 @@ crafted as bytes, `python -m pipeline serve` as a child process with its memory 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import signal
@@ -150,3 +151,23 @@ def logged_server(folder: Path, key: str) -> Iterator[Any]:
         yield started
     finally:
         started.stop(grace=0)
+
+
+def video(data: bytes = b"", url: str = "") -> Any:
+    """A video input of a PostModelOutputs request: bytes, or a URL."""
+    from clarifai_grpc.grpc.api import resources_pb2
+    return resources_pb2.Input(data=resources_pb2.Data(
+        video=resources_pb2.Video(base64=data, url=url)))
+
+
+def image(data: bytes = b"", url: str = "") -> Any:
+    """An image input of a PostModelOutputs request: bytes, or a URL."""
+    from clarifai_grpc.grpc.api import resources_pb2
+    return resources_pb2.Input(data=resources_pb2.Data(
+        image=resources_pb2.Image(base64=data, url=url)))
+
+
+def logged(server: Any) -> list[dict[str, Any]]:
+    """serve's request log, one entry a request."""
+    return [json.loads(line) for line in Path(str(server.config.request_log)).read_text()
+            .splitlines()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import grpc
 import media
@@ -19,6 +17,7 @@ import pytest
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
+from serve_support import image, logged, video
 
 from pipeline.serve.inputs import InputLimits
 from pipeline.serve.server import Server
@@ -90,21 +89,6 @@ def predict(server: Server, *inputs: resources_pb2.Input, model_id: str = "nsfw"
     request = service_pb2.PostModelOutputsRequest(model_id=model_id, inputs=list(inputs),
                                                   model=model)
     return stub(server).PostModelOutputs(request, metadata=metadata, timeout=60)
-
-
-def video(data: bytes = b"", url: str = "") -> resources_pb2.Input:
-    return resources_pb2.Input(data=resources_pb2.Data(
-        video=resources_pb2.Video(base64=data, url=url)))
-
-
-def image(data: bytes = b"", url: str = "") -> resources_pb2.Input:
-    return resources_pb2.Input(data=resources_pb2.Data(
-        image=resources_pb2.Image(base64=data, url=url)))
-
-
-def logged(server: Server) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(str(server.config.request_log)).read_text()
-            .splitlines()]
 
 
 def test_the_seed_pages_python_example_runs_unchanged(

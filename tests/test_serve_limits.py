@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import grpc
 import media
@@ -20,7 +19,7 @@ from batch_support import run_cli
 from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2 as codes
-from serve_support import drip_server, flat_png, serve_process
+from serve_support import drip_server, flat_png, image, logged, serve_process, video
 
 from pipeline.backends.clarifai import ClarifaiBackend
 from pipeline.backends.clarifai_status import classify, rpc_error
@@ -60,21 +59,6 @@ def call(port: int, *inputs: resources_pb2.Input, timeout: float = 60,
 def later(port: int, *inputs: resources_pb2.Input, timeout: float = 60) -> grpc.Future:
     return v2(port).PostModelOutputs.future(request(*inputs), metadata=METADATA,
                                             timeout=timeout)
-
-
-def video(data: bytes = b"", url: str = "") -> resources_pb2.Input:
-    return resources_pb2.Input(data=resources_pb2.Data(
-        video=resources_pb2.Video(base64=data, url=url)))
-
-
-def image(data: bytes = b"", url: str = "") -> resources_pb2.Input:
-    return resources_pb2.Input(data=resources_pb2.Data(
-        image=resources_pb2.Image(base64=data, url=url)))
-
-
-def logged(server: Server) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(str(server.config.request_log)).read_text()
-            .splitlines()]
 
 
 def ffmpeg_children() -> list[int]:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import urllib.error
 import uuid
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import media
 import pytest
 from batch_support import REPO, run_cli, summary
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
-from s3_support import FAKE_AWS, MOTO_SERVER, Moto, start, stop
+from s3_support import FAKE_AWS, Moto
 
 from pipeline.batch.store import RunKey, VideoStore
 from pipeline.batch.transfer import Pace, Watch
@@ -32,14 +31,6 @@ from pipeline.types import Chunk, ChunkResult, Concept, Frame, S3Name, VideoByte
 pytestmark = pytest.mark.integration
 
 SECRETS = (FAKE_AWS["AWS_SECRET_ACCESS_KEY"], FAKE_AWS["AWS_ACCESS_KEY_ID"])
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    """moto's standalone server on 127.0.0.1."""
-    server = start(MOTO_SERVER, tmp_path_factory.mktemp("moto") / "moto.log")
-    yield server
-    stop(server)
 
 
 @pytest.fixture(scope="module")

@@ -39,14 +39,6 @@ SECRETS = (FAKE_AWS["AWS_SECRET_ACCESS_KEY"], FAKE_AWS["AWS_ACCESS_KEY_ID"], "X-
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    """moto's standalone server (~0.3 s to start, ~80 MiB); one bucket per test."""
-    server = start(MOTO_SERVER, tmp_path_factory.mktemp("moto") / "moto.log")
-    yield server
-    stop(server)
-
-
-@pytest.fixture(scope="module")
 def strict_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
     """moto that refuses expired presigned URLs, as S3 does."""
     server = start(STRICT_MOTO, tmp_path_factory.mktemp("moto-strict") / "moto.log")
