@@ -18,8 +18,9 @@ import pytest
 
 from pipeline import answers, merge, skip
 from pipeline.batch.billing import Budget
-from pipeline.errors import BudgetReached, ImplausibleAnswerError
+from pipeline.errors import BudgetReached, ConfigError, ImplausibleAnswerError
 from pipeline.output import exports, formats, timeline
+from pipeline.settings import Settings
 from pipeline.types import Chunk, ChunkResult, Concept, Frame
 
 pytestmark = [pytest.mark.pure]
@@ -192,3 +193,14 @@ def test_threads_sharing_a_budget_never_spend_past_it() -> None:
     for t in threads:
         t.join()
     assert sum(spent) == budget.spent <= 5_000 and budget.closed
+
+
+def test_skip_similar_with_copy_is_a_configuration_error_not_a_silent_full_bill() -> None:
+    """copy sends the video itself, so it cannot skip: asking for both is refused in one
+    sentence (exit 2 on the command line), while compact and frames take it."""
+    with pytest.raises(ConfigError, match="--skip-similar works with --strategy compact or "
+                                          "frames, not copy"):
+        Settings.from_options(skip_similar=True)
+    for strategy in ("compact", "frames"):
+        chosen = Settings.from_options(strategy=strategy, skip_similar=True).strategy
+        assert chosen.skip_similar is True

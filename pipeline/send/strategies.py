@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline import validate
+from pipeline.errors import ConfigError
 from pipeline.send.compact import Compact
 from pipeline.send.copy import Copy
 from pipeline.send.frames import Frames
@@ -20,7 +21,17 @@ def named(name: str, values: Mapping[str, Any] | None = None) -> Strategy:
     """The strategy `name`, with its settings taken from `values` (option names to values;
     what is missing keeps its default, what belongs to other strategies is not its concern)."""
     validate.one_of("--strategy", name, tuple(STRATEGIES))
-    return _made(STRATEGIES[name], values or {})
+    chosen = STRATEGIES[name]
+    if (values or {}).get("skip_similar") and not _has(chosen, "skip_similar"):
+        skipping = ", ".join(n for n, c in STRATEGIES.items() if _has(c, "skip_similar"))
+        raise ConfigError(f"--skip-similar works with --strategy {skipping.replace(', ', ' or ')}, "
+                          f"not {name} ({name} sends the video itself: every sampled frame is "
+                          f"scored and billed)")
+    return _made(chosen, values or {})
+
+
+def _has(cls: type[Strategy], setting: str) -> bool:
+    return any(f.name == setting for f in cls.settings())
 
 
 def every(values: Mapping[str, Any] | None = None) -> list[Strategy]:
