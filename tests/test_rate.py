@@ -250,7 +250,7 @@ def test_rate_limit_takes_auto_or_a_number() -> None:
     assert Settings.from_options(backend="clarifai").api.adaptive
     assert not Settings.from_options(backend="clarifai", rate_limit=5.0).api.adaptive
     assert options.auto_or_number(" AUTO", "--rate-limit") == "auto"
-    with pytest.raises(ConfigError, match="--rate-limit takes a number"):
+    with pytest.raises(ConfigError, match="--rate-limit takes auto or a number"):
         options.auto_or_number("fast", "--rate-limit")
     with pytest.raises(ConfigError, match="above --rate-limit-max"):
         Settings.from_options(rate_limit=8.0, rate_limit_max=4.0)

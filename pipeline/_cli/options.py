@@ -58,7 +58,12 @@ def text(value: str, where: str) -> str:
 
 
 def auto_or_number(value: str, where: str) -> float | str:
-    return "auto" if value.strip().lower() == "auto" else number(value, where)
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return number(value, where)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(" takes a ", " takes auto or a ", 1)) from None
 
 
 def exports(value: str, where: str) -> tuple[str, ...]:
