@@ -203,4 +203,4 @@ def test_skip_similar_with_copy_is_a_configuration_error_not_a_silent_full_bill(
         Settings.from_options(skip_similar=True)
     for strategy in ("compact", "frames"):
         chosen = Settings.from_options(strategy=strategy, skip_similar=True).strategy
-        assert chosen.skip_similar is True
+        assert vars(chosen)["skip_similar"] is True
