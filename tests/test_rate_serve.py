@@ -303,4 +303,4 @@ def test_without_concurrency_the_rate_not_the_pool_is_the_limit(
 def test_a_rate_limit_that_is_neither_auto_nor_a_number_is_exit_2() -> None:
     """--rate-limit fast: one line naming the flag, exit 2."""
     done = run_cli("run", "x.mp4", "--out", "/tmp/never", "--rate-limit", "fast")
-    assert done.returncode == 2 and "--rate-limit takes a number" in done.stderr
+    assert done.returncode == 2 and "--rate-limit takes auto or a number" in done.stderr
