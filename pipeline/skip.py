@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -59,7 +58,7 @@ class Rules:
            sample_ms: int) -> Rules:
         """A frame is scored at least every `max_carry_ms`: instants fewer than that apart
         from their anchor are carried."""
-        return cls(threshold, max(1, math.ceil(max_carry_ms / sample_ms)), audit_share)
+        return cls(threshold, max(1, max_carry_ms // sample_ms), audit_share)
 
 
 @dataclass(frozen=True)
@@ -103,11 +102,28 @@ class Selection:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> Selection:
-        """The selection saved with a chunk list (KeyError/TypeError/ValueError if malformed)."""
+        """The selection saved with a chunk list (KeyError/TypeError/ValueError if malformed,
+        or if it breaks what every selection holds: see `_whole`)."""
         regimes = raw["regimes"]
-        assert isinstance(regimes, list)
-        return cls(int(str(raw["count"])), _ints(raw["chosen"]), _ints(raw["sent"]),
-                   tuple(Regime(int(s), float(t)) for s, t in regimes))
+        if not isinstance(regimes, list):
+            raise TypeError("a list of regimes")
+        found = cls(int(str(raw["count"])), _ints(raw["chosen"]), _ints(raw["sent"]),
+                    tuple(Regime(int(s), float(t)) for s, t in regimes))
+        found._whole()
+        return found
+
+    def _whole(self) -> None:
+        """ValueError unless: instant 0 is chosen; chosen and sent ascend, without repeats,
+        inside the count; every chosen instant is sent; the regimes start at 0 and ascend,
+        each threshold a share from 0 to 1."""
+        ascending = all(a < b for a, b in zip(self.sent, self.sent[1:], strict=False)) and all(
+            a < b for a, b in zip(self.chosen, self.chosen[1:], strict=False))
+        starts = [r.start for r in self.regimes]
+        if not (self.count >= 1 and self.chosen[:1] == (0,) and ascending
+                and self.sent[-1] < self.count and set(self.chosen) <= set(self.sent)
+                and starts[:1] == [0] and starts == sorted(set(starts))
+                and all(0 <= r.threshold <= 1 for r in self.regimes)):
+            raise ValueError("not a selection this program makes")
 
 
 def _ints(value: object) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pipeline.backends.adaptive import Controller, Pacer, Ticket, Tuning, stated_limit
 from pipeline.backends.rate_memory import FILE, RateMemory, Remembered, digest
-from pipeline.backends.ratecontrol import AdaptiveRate, InFlightGate, little
+from pipeline.backends.ratecontrol import AdaptiveRate, InFlightGate, controller_for, little
 from pipeline.backends.retry import RetryConfig, policy
 from pipeline.batch.pool import GatedPool
 from pipeline.errors import TransientBackendError
@@ -87,6 +87,30 @@ def test_a_stated_limit_caps_the_rate_under_it() -> None:
     assert c.rate == pytest.approx(TUNING.stated_share * 6)
     c.throttled(binding(c, 90.0), now=90.0, stated=6.0)
     assert c.rate < TUNING.stated_share * 6
+
+
+def test_the_newest_stated_limit_wins_so_a_raised_plan_is_found() -> None:
+    """A throttle stating a higher limit than an earlier one lifts the cap; a run that starts
+    from a remembered rate is not capped by the limit stated then (the plan may have grown)."""
+    c = Controller(TUNING, start=5.0)
+    c.throttled(binding(c, 1.0), now=1.0, stated=6.0)
+    assert c.top() == pytest.approx(TUNING.stated_share * 6)
+    c.throttled(binding(c, 2.0), now=2.0, stated=100.0)
+    assert c.top() == pytest.approx(TUNING.stated_share * 100)
+    warm = controller_for(Remembered(5.4, stated=6.0), most=None)
+    now = 10.0
+    while now < 200.0:  # three minutes of rate-bound successes, never throttled
+        warm.succeeded(binding(warm, now))
+        now += warm.interval()
+    assert warm.rate > 6.0
+
+
+def test_rate_limit_max_holds_even_below_the_floor() -> None:
+    """--rate-limit-max 0.1 is honoured: the controller's floor never lifts a rate above it."""
+    c = Controller(TUNING, start=5.0, most=0.1)
+    assert c.rate == pytest.approx(0.1)
+    c.throttled(binding(c, 1.0), now=1.0)
+    assert c.rate <= 0.1
 
 
 def test_after_a_throttle_the_rate_settles_under_it_before_probing_above() -> None:
@@ -199,6 +223,22 @@ def test_a_broken_memory_is_ignored_then_replaced(tmp_path: Path, content: str) 
     assert memory.everything() == {}
     memory.remember(digest(memory.salt, None, KEY), Remembered(3.0))
     assert RateMemory(tmp_path).everything() == {digest(memory.salt, None, KEY): Remembered(3.0)}
+
+
+@pytest.mark.parametrize("entry", ['{"rate": Infinity}', '{"rate": 1e999}', '{"rate": NaN}',
+                                   '{"rate": 0}', '{"rate": -3}'])
+def test_a_remembered_rate_that_is_not_a_positive_number_is_not_recalled(
+        tmp_path: Path, entry: str) -> None:
+    """A hand-edited or damaged entry never starts a run (an infinite rate would crash it):
+    it is not recalled; a stated limit that is not a positive number is dropped."""
+    memory = RateMemory(tmp_path)
+    mine = digest(memory.salt, None, KEY)
+    (tmp_path / FILE).write_text(
+        f'{{"format": 1, "salt": "{memory.salt}", "keys": {{"{mine}": {entry}}}}}')
+    assert RateMemory(tmp_path).recall(mine) is None
+    (tmp_path / FILE).write_text(f'{{"format": 1, "salt": "{memory.salt}", "keys": '
+                                 f'{{"{mine}": {{"rate": 4.0, "stated": NaN}}}}}}')
+    assert RateMemory(tmp_path).recall(mine) == Remembered(4.0, None)
 
 
 def test_a_memory_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path: Path) -> None:

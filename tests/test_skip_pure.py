@@ -204,3 +204,26 @@ def test_skip_similar_with_copy_is_a_configuration_error_not_a_silent_full_bill(
     for strategy in ("compact", "frames"):
         chosen = Settings.from_options(strategy=strategy, skip_similar=True).strategy
         assert vars(chosen)["skip_similar"] is True
+
+
+@pytest.mark.parametrize("damage", [
+    {"regimes": {}}, {"regimes": []}, {"chosen": []}, {"chosen": [5, 10, 20]},
+    {"sent": [0]}, {"count": 0}, {"sent": [0, 10, 20, 99]}, {"chosen": [0, 20, 10]},
+    {"regimes": [[3, 0.02]]}, {"regimes": [[0, 7.0]]}])
+def test_a_damaged_saved_selection_is_refused_so_the_video_is_chosen_anew(
+        damage: dict[str, object]) -> None:
+    """A selection read back from chunks.json that breaks what every selection holds (instant
+    0 chosen, ascending, chosen within sent, regimes from 0) is a ValueError or TypeError,
+    which makes the video choose its instants anew instead of failing on every rerun."""
+    good = {"count": 30, "chosen": [0, 10, 20], "sent": [0, 10, 15, 20], "regimes": [[0, 0.02]]}
+    assert skip.Selection.from_dict(good).carried == 26
+    with pytest.raises((ValueError, TypeError)):
+        skip.Selection.from_dict({**good, **damage})
+
+
+def test_max_carry_is_never_longer_than_asked() -> None:
+    """A frame is sent at least every --max-carry-ms, also when it is not a multiple of the
+    sampling interval: 150 ms at 100 ms carries no frame; 10 s at 1 s carries up to 9."""
+    assert skip.Rules.of(0.02, 150, 0.02, 100).max_carry == 1
+    assert skip.Rules.of(0.02, 10_000, 0.02, 1000).max_carry == 10
+    assert skip.Rules.of(0.02, 10_000, 0.02, 333).max_carry == 30

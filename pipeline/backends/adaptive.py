@@ -131,8 +131,8 @@ class Controller:
         """A throttled request: the rate is cut, once for all the requests sent at the rate
         that was too much. True if this throttle cut the rate."""
         self.throttles += 1
-        if stated is not None and stated > 0:
-            self.stated = stated if self.stated is None else min(self.stated, stated)
+        if stated is not None and math.isfinite(stated) and stated > 0:
+            self.stated = stated  # the newest word on the limit (a plan may have changed)
             self.rate = self._bounded(self.rate)
         if ticket.sent <= self.last_cut:
             return False
@@ -163,7 +163,8 @@ class Controller:
         return top
 
     def _bounded(self, rate: float) -> float:
-        return max(self.tuning.least, min(rate, self.top()))
+        """Within the floor, and never above the top (--rate-limit-max wins over the floor)."""
+        return min(self.top(), max(self.tuning.least, rate))
 
     def learned(self) -> float:
         """The rate to start the next run at: the highest rate that ran rate-bound since the

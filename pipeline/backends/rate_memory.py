@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,9 @@ class RateMemory:
             stated = None if entry.get("stated") is None else float(entry["stated"])
         except (TypeError, KeyError, ValueError, AttributeError):
             return None
-        return Remembered(rate, stated) if rate > 0 else None
+        if stated is not None and not (math.isfinite(stated) and stated > 0):
+            stated = None  # a hand-edited or damaged entry: what it says of the limit is dropped
+        return Remembered(rate, stated) if math.isfinite(rate) and rate > 0 else None
 
     def remember(self, digest: str, learned: Remembered) -> None:
         """File `learned` under `digest` (read again first: another run may have written)."""

@@ -208,8 +208,8 @@ class AdaptiveRate:
 def controller_for(known: Remembered | None, most: float | None,
                    tuning: Tuning = TUNING) -> Controller:
     """A cold controller, or one that starts at a remembered rate: the plateau is that rate,
-    and the limit the API stated then caps it again until a throttle states it anew."""
+    probed above as after any cut. The limit the API stated then is not a cap: a key's plan
+    may have been raised since, and only a throttle states the limit of now."""
     if known is None:
         return Controller(tuning, most=most)
-    return Controller(tuning, start=known.rate, too_much=known.rate / tuning.settle,
-                      stated=known.stated, most=most)
+    return Controller(tuning, start=known.rate, too_much=known.rate / tuning.settle, most=most)

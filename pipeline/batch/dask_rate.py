@@ -133,10 +133,16 @@ def close_budget(client: Any, plan: ClusterPlan, memory: RateMemory | None,
     the plugin is removed from the scheduler."""
     try:
         found = client.sync(client.scheduler.video_pipeline_rate, name=plan.name,
-                            action="report")
-        client.unregister_scheduler_plugin(plan.name)
+                            action="report", callback_timeout=_RPC_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 (the scheduler has gone: nothing learned to keep)
         log.warning("cannot read the rate the cluster learned: %s", exc)
+        found = None
+    try:
+        client.sync(client.scheduler.unregister_scheduler_plugin, name=plan.name,
+                    callback_timeout=_RPC_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 (a scheduler that is gone keeps no plugin)
+        log.debug("cannot remove the rate plugin from the scheduler: %s", exc)
+    if found is None:
         return None
     if not found or "gone" in found:
         return None

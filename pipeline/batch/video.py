@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import CancelledError, Executor, Future
@@ -74,8 +75,12 @@ class RunningVideo:
     video: PreparedVideo
     futures: Mapping[int, Future[ChunkResult]]
     pool: Executor  # where a further round of a video that skips goes
+    # Set once the video has failed: a chunk already started but still waiting for its turn
+    # (a gated pool) sends nothing, as a chunk not yet started is cancelled.
+    halted: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def cancel(self) -> None:
+        self.halted.set()
         for future in self.futures.values():
             future.cancel()
 
@@ -136,6 +141,9 @@ class VideoJob:
         force = settings.batch.force
         chunks = None if force else store.load_chunks(prepared.source)
         selection = None if chunks is None else store.load_selection()
+        if chunks is not None and prepared.skipper is not None and selection is not None \
+                and not _fits(selection, chunks, prepared.skipper):
+            selection = None  # saved for another cut of the video, or damaged: made anew
         if chunks is None or (prepared.skipper is not None and selection is None):
             chunks, selection = _first_round(prepared)
             store.save_chunks(prepared.source, chunks, selection)
@@ -179,13 +187,17 @@ class VideoJob:
     # -- step 2: run ---------------------------------------------------------------------------
     def run(self, video: PreparedVideo, pool: Executor) -> RunningVideo:
         """The chunks still to predict, submitted to the run's pool."""
-        futures = {c.index: pool.submit(self._predict, video, c) for c in video.chunks
+        halted = threading.Event()
+        futures = {c.index: pool.submit(self._predict, video, c, halted) for c in video.chunks
                    if c.index not in video.saved}
-        return RunningVideo(video, futures, pool)
+        return RunningVideo(video, futures, pool, halted)
 
-    def _predict(self, video: PreparedVideo, chunk: Chunk) -> ChunkResult:
+    def _predict(self, video: PreparedVideo, chunk: Chunk,
+                 halted: threading.Event | None = None) -> ChunkResult:
         if self.ctx.stop.is_set():
             raise Interrupted(f"stopped before chunk {chunk.index} was sent")
+        if halted is not None and halted.is_set():
+            raise Interrupted(f"chunk {chunk.index} not sent: another chunk of the video failed")
         ctx = self.ctx
 
         def bill(frames: int) -> None:
@@ -345,6 +357,16 @@ def _first_round(prepared: PreparedChunks) -> tuple[list[Chunk], skip.Selection 
         return prepared.chunks(), None
     selection = skip.select(skipper.signatures(), skipper.rules)
     return skipper.carrying(selection.sent, 0), selection
+
+
+def _fits(selection: skip.Selection, chunks: list[Chunk], skipper: Skipper) -> bool:
+    """A saved selection this video can go on from: one of its instants, and chunks that
+    carry every instant it sends (so each will have an answer)."""
+    if selection.count != skipper.signatures().count:
+        return False
+    if any(c.instants is None for c in chunks):
+        return True  # chunks that do not list their instants: nothing more to compare
+    return set(selection.sent) <= {i for c in chunks for i in c.instants or ()}
 
 
 def _billing(video: PreparedVideo | None) -> dict[str, Any]:

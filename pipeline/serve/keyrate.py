@@ -30,6 +30,7 @@ SPARE = 64  # handler threads beyond --workers: answering throttles, waiting for
 # may wait for one of the --workers before its handler runs.
 _ARRIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar("arrived", default=None)
 _WINDOW = 1.0
+_SWEEP_AT = 1024  # keys remembered before the quiet ones are dropped
 # Logs a throttled request: (method's short name, request, arrival time.time()).
 LogThrottle = Callable[[str, Any, float], None]
 
@@ -63,6 +64,10 @@ class KeyWindows:
             if len(window) >= self.limit:
                 return False
             window.append(now)
+            if len(self._accepted) > _SWEEP_AT:  # many keys seen: forget those gone quiet
+                for quiet in [k for k, w in self._accepted.items()
+                              if not w or w[-1] <= now - _WINDOW]:
+                    del self._accepted[quiet]
             return True
 
 
