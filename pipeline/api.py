@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from pipeline import metrics
 from pipeline.batch.stopping import StopFlag
-from pipeline.batch.summary import Outcome, Status, add_to_summary, status_counts
+from pipeline.batch.summary import Outcome, Status, add_to_summary, status_counts, totals
 from pipeline.errors import AuthError, ConfigError, Interrupted
 from pipeline.notify import Notifier, Report
 from pipeline.output.files import read_json
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 # Video events: one when each input ends so; inputs skipped as already done send none.
 _TOLD = (Status.DONE, Status.FAILED, Status.DEFERRED, Status.STOPPED)
+# The run's totals the batch callback carries.
+_TOLD_TOTALS = ("requests", "retries", "throttles", "bytes_sent", "frames_billed")
 
 
 class Progress(Protocol):
@@ -244,19 +246,12 @@ def _finish(settings: Settings, out: Path, ran: _Ran, notifier: Notifier | None,
 
 
 def _batch_event(result: BatchResult, ran: _Ran) -> dict[str, Any]:
-    outcomes = ran.outcomes
+    found = totals(ran.outcomes)
     return {"out": str(result.out), "summary": str(result.out / "summary.json"),
-            "counts": status_counts(outcomes), "requests": sum(o.requests for o in outcomes),
-            "retries": sum(o.retries for o in outcomes),
-            "throttles": sum(o.throttles for o in outcomes),
-            "bytes_sent": sum(o.bytes_sent for o in outcomes),
-            "frames_billed": _frames_billed(result),
+            "counts": status_counts(ran.outcomes),
+            **{name: found[name] for name in _TOLD_TOTALS},
             "interrupted": result.interrupted, "error": str(ran.halt) if ran.halt else None,
             "ok": result.ok and ran.halt is None}
-
-
-def _frames_billed(result: BatchResult) -> int:
-    return sum(o.frames_billed for o in result.outcomes)
 
 
 def _note_in_summary(result: BatchResult, report: Report) -> None:
@@ -269,12 +264,12 @@ def _note_in_summary(result: BatchResult, report: Report) -> None:
 
 
 def _write_metrics(path: str, result: BatchResult, ran: _Ran, started: float) -> str | None:
-    outcomes = ran.outcomes
+    found = totals(ran.outcomes)
     report = result.notify
     figures = metrics.RunFigures(
-        videos=status_counts(outcomes), requests=sum(o.requests for o in outcomes),
-        retries=sum(o.retries for o in outcomes), throttles=sum(o.throttles for o in outcomes),
-        frames_billed=_frames_billed(result), bytes_sent=sum(o.bytes_sent for o in outcomes),
+        videos=status_counts(ran.outcomes), requests=found["requests"],
+        retries=found["retries"], throttles=found["throttles"],
+        frames_billed=found["frames_billed"], bytes_sent=found["bytes_sent"],
         started=started, ended=started + result.seconds,
         success=result.ok and ran.halt is None,
         notifications={"delivered": report.delivered, "failed": report.failed}

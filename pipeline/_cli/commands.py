@@ -17,6 +17,7 @@ from pipeline._cli import options, render, signals
 from pipeline._cli.exits import ExitCode
 from pipeline._cli.signals import stop_on_signals
 from pipeline.batch.stopping import StopFlag
+from pipeline.batch.summary import totals
 from pipeline.errors import ConfigError, InputError, Interrupted, io_failure
 from pipeline.output import files, formats
 from pipeline.probe import probe
@@ -81,8 +82,9 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str], fmt: str) -> i
     _warn_hooks(result)
     counts = result.counts
     done = counts["done"] + counts["skipped"]
-    frames = {name: sum(getattr(o, name) or 0 for o in result.outcomes)
-              for name in ("frames_sampled", "frames_billed", "frames_carried")}
+    found = totals(result.outcomes)
+    frames = {name: found[name] for name in ("frames_sampled", "frames_billed",
+                                              "frames_carried")}
     if result.summary_error:
         emit(f"video-pipeline: error: summary.json could not be written "
              f"({result.summary_error})", err=True)

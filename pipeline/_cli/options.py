@@ -233,8 +233,8 @@ RUN = (
            "run stops there (exit 3); a rerun with a larger budget finishes it without billing "
            "again what was done (default: no cap)", metavar="N"),
     Option("--notify", text, None, "POST a signed JSON body to URL when each video ends "
-           "(done, failed, deferred) and when the batch ends; retried for a bounded time, "
-           "never failing the run (secret: VIDEO_PIPELINE_NOTIFY_SECRET; default: none)",
+           "(done, failed, deferred, stopped) and when the batch ends; retried for a bounded "
+           "time, never failing the run (secret: VIDEO_PIPELINE_NOTIFY_SECRET; default: none)",
            metavar="URL"),
     Option("--metrics-file", text, None, "write the run's figures to PATH in the Prometheus "
            "text format, atomically, for node_exporter's textfile collector (default: none)",

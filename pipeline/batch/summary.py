@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.errors import PipelineError, io_failure
 from pipeline.output.files import atomic_write_json
@@ -92,24 +92,47 @@ def status_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
     return counts
 
 
+# The figures a run adds up over its inputs, in the order summary.json gives them.
+TOTALS = ("requests", "retries", "throttles", "bytes_sent", "frames_sampled", "frames_billed",
+          "frames_carried")
+
+
+class Counted(Protocol):
+    """An input's outcome as it is counted (summary's Outcome, the API's InputOutcome: both
+    frozen, so read-only here)."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def throttles(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def frames_sampled(self) -> int: ...
+    @property
+    def frames_billed(self) -> int: ...
+    @property
+    def frames_carried(self) -> int: ...
+
+
+def totals(outcomes: Iterable[Counted]) -> dict[str, int]:
+    """The run's requests, retries, throttles, bytes sent and frames sampled, billed and
+    carried, over its inputs (summary.json, the batch callback, the metrics, the closing line
+    all read them from here)."""
+    listed = list(outcomes)
+    return {name: sum(getattr(o, name) for o in listed) for name in TOTALS}
+
+
 def write_summary(out: Path, outcomes: Sequence[Outcome],
                   rate: Mapping[str, Any] | None = None) -> None:
-    """DIR/summary.json: counts by status, the run's traffic, and one entry per input, in
+    """DIR/summary.json: counts by status, the run's totals, and one entry per input, in
     input order; with `rate`, how the requests were paced (the clarifai backend: the rate
     learned, throttles)."""
     atomic_write_json(out / "summary.json", {
-        "counts": status_counts(outcomes), "requests": sum(o.requests for o in outcomes),
-        "retries": sum(o.retries for o in outcomes),
-        "throttles": sum(o.throttles for o in outcomes),
-        "bytes_sent": sum(o.bytes_sent for o in outcomes), **billing(outcomes),
+        "counts": status_counts(outcomes), **totals(outcomes),
         "inputs": [o.as_dict() for o in outcomes]} | ({"rate": dict(rate)} if rate else {}))
-
-
-def billing(outcomes: Sequence[Outcome]) -> dict[str, int]:
-    """The run's frames sampled, billed and carried, over its inputs."""
-    return {"frames_sampled": sum(o.frames_sampled for o in outcomes),
-            "frames_billed": sum(o.frames_billed for o in outcomes),
-            "frames_carried": sum(o.frames_carried for o in outcomes)}
 
 
 def add_to_summary(out: Path, key: str, value: Any) -> None:
