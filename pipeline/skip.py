@@ -120,7 +120,7 @@ class Selection:
             a < b for a, b in zip(self.chosen, self.chosen[1:], strict=False))
         starts = [r.start for r in self.regimes]
         if not (self.count >= 1 and self.chosen[:1] == (0,) and ascending
-                and self.sent[-1] < self.count and set(self.chosen) <= set(self.sent)
+                and set(self.chosen) <= set(self.sent) and self.sent[-1] < self.count
                 and starts[:1] == [0] and starts == sorted(set(starts))
                 and all(0 <= r.threshold <= 1 for r in self.regimes)):
             raise ValueError("not a selection this program makes")

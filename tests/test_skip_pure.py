@@ -208,7 +208,7 @@ def test_skip_similar_with_copy_is_a_configuration_error_not_a_silent_full_bill(
 
 @pytest.mark.parametrize("damage", [
     {"regimes": {}}, {"regimes": []}, {"chosen": []}, {"chosen": [5, 10, 20]},
-    {"sent": [0]}, {"count": 0}, {"sent": [0, 10, 20, 99]}, {"chosen": [0, 20, 10]},
+    {"sent": [0]}, {"sent": []}, {"count": 0}, {"sent": [0, 10, 20, 99]}, {"chosen": [0, 20, 10]},
     {"regimes": [[3, 0.02]]}, {"regimes": [[0, 7.0]]}])
 def test_a_damaged_saved_selection_is_refused_so_the_video_is_chosen_anew(
         damage: dict[str, object]) -> None:
