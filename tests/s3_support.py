@@ -5,11 +5,12 @@ as S3 does (moto itself checks no presigned URL at all).
 
 The server's stderr goes to a file: it writes one access-log line per request, and a pipe
 nobody reads fills up and freezes it. The file is also the access log tests read. The child
-gets PR_SET_PDEATHSIG, so a test process that is killed does not leave it running."""
+gets PR_SET_PDEATHSIG through the wrapper the pipeline's own children use (`setpriv`, not a
+preexec_fn: forking a process that runs gRPC threads and running Python in the child can hang
+it), so a test process that is killed does not leave it running."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import signal
@@ -20,6 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pipeline.media.proc import dies_with_parent
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "AKIATESTTESTTEST0000",
             "AWS_SECRET_ACCESS_KEY": "test-secret-not-real-0000000000000000000",
@@ -69,16 +72,12 @@ class Moto:
                 if re.search(rf'"(PUT|POST) /{bucket}/{re.escape(prefix)}', line)]
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def start(argv: list[str], log: Path, timeout: float = 30.0) -> Moto:
     env = {**os.environ, **FAKE_AWS, "PYTHONUNBUFFERED": "1"}
     env.pop("MOTO_PORT", None)
     with open(log, "wb") as err:
-        proc = subprocess.Popen([*argv, "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.DEVNULL,
-                                stderr=err, env=env, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen([*dies_with_parent(), *argv, "-H", "127.0.0.1", "-p", "0"],
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if found := _RUNNING.search(log.read_text(errors="replace")):

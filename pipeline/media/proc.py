@@ -87,7 +87,7 @@ _live: dict[subprocess.Popen[bytes], str | None] = {}  # each child -> why we ki
 
 
 @functools.cache
-def _dies_with_parent() -> tuple[str, ...]:
+def dies_with_parent() -> tuple[str, ...]:
     """The wrapper that has the kernel kill a child when the thread that started it ends (its
     process killed outright included): util-linux's `setpriv --pdeathsig KILL`, which sets
     PR_SET_PDEATHSIG and execs the command (the setting survives exec); () where there is no
@@ -110,7 +110,7 @@ def _spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     program = shutil.which(argv[0])
     if program is None:
         raise FFmpegError(argv, 127, f"{argv[0]} not found on PATH")
-    wrapper = _dies_with_parent()
+    wrapper = dies_with_parent()
     with _lock:  # listed before kill_all can look
         child = subprocess.Popen([*wrapper, program, *argv[1:]], **kwargs)
         _live[child] = None
